@@ -1,0 +1,1 @@
+"""rmtkit: Heavy-Tailed Self-Regularization diagnostics from weights alone."""
