@@ -1,0 +1,172 @@
+r"""Empirical spectral densities (ESDs) of weight matrices (SPEC §1).
+
+A weight matrix is oriented as :math:`N \times M` with :math:`N \ge M` and aspect ratio
+:math:`q = N / M \ge 1`. Its ESD is the set of eigenvalues of the correlation matrix
+:math:`X = W^\top W` in **raw units**, :math:`\lambda_i = s_i(W)^2` (no :math:`1/N`), the
+convention of WeightWatcher and the published HT-SR tables; ``normalize=True`` divides by
+:math:`N` (the RMT convention). Convolution kernels in canonical layout
+``(fan_out, fan_in, k)`` or ``(fan_out, fan_in, kh, kw)`` are ``rf = k`` or ``kh*kw`` slices
+``W[:, :, i(, j)]``, each oriented and diagonalised on its own, in one batched call.
+"""
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+from jaxtyping import Bool, Float
+
+from rmtkit import _validate
+
+
+def receptive_field(shape: Sequence[int]) -> int:
+    """Number of kernel slices ``rf`` of a canonical weight shape (1 for a dense matrix)."""
+    return math.prod(shape[2:])
+
+
+def oriented_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """``(N, M)`` of one slice of a canonical weight shape, with ``N >= M``."""
+    return max(shape[0], shape[1]), min(shape[0], shape[1])
+
+
+def slices(w: ArrayLike) -> Float[Array, "rf n m"]:
+    r"""The ``rf`` matrix slices of a canonical weight array, each oriented :math:`N \ge M`.
+
+    ``(fan_out, fan_in)`` gives one slice; ``(fan_out, fan_in, k)`` gives ``k`` slices
+    ``W[:, :, i]``; ``(fan_out, fan_in, kh, kw)`` gives ``kh*kw`` slices ``W[:, :, i, j]`` in
+    row-major ``(i, j)`` order. Slices are transposed when ``fan_out < fan_in``.
+    """
+    w = _validate.weights(w)
+    fan_out, fan_in = w.shape[:2]
+    stack = jnp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)  # (rf, fan_out, fan_in)
+    return stack if fan_out >= fan_in else jnp.swapaxes(stack, 1, 2)
+
+
+def gram_eigvals(mats: Float[ArrayLike, "*b n m"]) -> Float[Array, "*b m"]:
+    r"""Eigenvalues of :math:`A^\top A` for each :math:`N \times M` matrix ``A``, ascending.
+
+    ``eigvalsh`` of the :math:`M \times M` Gram matrix of the smaller side: cheaper than an SVD
+    for :math:`N \ge M` and, in float64, within :math:`\sim 10^{-15}\lambda_{\max}` of
+    :math:`s_i^2`. Tiny negative round-off is clipped to 0.
+    """
+    mats = jnp.asarray(mats)
+    gram = jnp.einsum("...ni,...nj->...ij", mats, mats, precision=jax.lax.Precision.HIGHEST)
+    return jnp.maximum(jnp.linalg.eigvalsh(gram), 0.0)
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+    """The widest float JAX computes in: float64 when ``jax_enable_x64`` is on, else float32."""
+    return jnp.promote_types(dtype, jnp.result_type(float))
+
+
+def esd(
+    w: ArrayLike,
+    *,
+    normalize: bool = False,
+    pool: bool = True,
+    conv_norm: float = 0.5,
+    dtype=None,
+) -> Float[Array, " m"] | Float[Array, "rf m"]:
+    r"""Eigenvalues of the correlation matrix :math:`W^\top W` of one layer (SPEC §1).
+
+    .. math:: \lambda_i = s_i(W)^2, \qquad i = 1 \dots M, \qquad \lambda_1 \le \dots \le \lambda_M
+
+    For a convolution kernel with ``rf`` slices (``k`` for conv1d, ``kh*kw`` for conv2d):
+
+    * ``pool=True``: the slice spectra concatenated into one ESD of ``rf*M`` values, sorted,
+      times ``conv_norm`` (½, WeightWatcher's ``conv2d_norm``).
+    * ``pool=False``: shape ``(rf, M)``, one sorted spectrum per slice, each times
+      ``rf * conv_norm``.
+
+    Dense matrices (``rf = 1``) are never rescaled.
+
+    Parameters
+    ----------
+    w : array, shape (fan_out, fan_in[, k | kh, kw])
+        Weights in canonical layout. float16 / bfloat16 / integers are upcast.
+    normalize : bool, default False
+        Divide by :math:`N` (the larger side of a slice): the eigenvalues of :math:`W^\top W/N`.
+    pool : bool, default True
+        How convolution slices are combined (above). Ignored for 2-D ``w``.
+    conv_norm : float, default 0.5
+        Scale of convolution spectra (above).
+    dtype : dtype, optional
+        Computation and output dtype. Default: float64 when ``jax_enable_x64`` is on, else
+        float32. SPEC §1 asks agreement with float64 SVD to 1e-5 relative for
+        :math:`\lambda \ge 10^{-6}\lambda_{\max}`, which needs float64; float32 is accurate to
+        about :math:`10^{-6}\lambda_{\max}` absolute.
+
+    Returns
+    -------
+    array
+        Shape ``(M,)`` for 2-D ``w``, ``(rf*M,)`` pooled, ``(rf, M)`` unpooled; ascending.
+
+    Examples
+    --------
+    >>> float(rmtkit.esd(jnp.diag(jnp.array([3.0, 4.0]))).max())
+    16.0
+    """
+    w = _validate.weights(w)
+    dtype = compute_dtype(w.dtype) if dtype is None else jnp.dtype(dtype)
+    n_rows, _ = oriented_shape(w.shape)
+    rf = receptive_field(w.shape)
+    evals = gram_eigvals(slices(w).astype(dtype))  # (rf, M)
+    if normalize:
+        evals = evals / n_rows
+    if w.ndim == 2:
+        return evals[0]
+    if pool:
+        return jnp.sort(evals.reshape(-1)) * conv_norm
+    return evals * (rf * conv_norm)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ragged spectra: pad + mask into a few bucket lengths so JAX compiles a handful of kernels.
+
+#: smallest bucket length; buckets grow by factors alternating 1.5 and 4/3 (64, 96, 128, 192, ...)
+MIN_BUCKET = 64
+
+
+def bucket_length(n: int, *, min_length: int = MIN_BUCKET) -> int:
+    """Smallest bucket length ``>= n`` among ``min_length * {1, 1.5, 2, 3, 4, 6, ...}``.
+
+    Padding wastes at most a third of the length, and a model with layer sizes up to
+    :math:`2^{k}` compiles at most about :math:`2 \\log_2(2^k / 64)` kernels per function.
+    """
+    length = min_length
+    while length < n:
+        length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
+    return length
+
+
+def pad_spectra(
+    spectra: Sequence[ArrayLike], *, length: int | None = None, fill: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ragged 1-D spectra into ``(B, L)`` with a ``(B, L)`` validity mask.
+
+    ``L = bucket_length(max size)`` unless ``length`` is given. Padding holds ``fill``
+    (ignored by every masked estimator) and ``mask`` is ``False`` there.
+
+    Returns numpy arrays (host-side bookkeeping; JAX receives them as one batched input).
+    """
+    arrays = [np.asarray(s).reshape(-1) for s in spectra]
+    longest = max((a.size for a in arrays), default=0)
+    length = bucket_length(longest) if length is None else length
+    if length < longest:
+        raise ValueError(f"`length`={length} is shorter than the longest spectrum ({longest}).")
+    dtype = np.result_type(*arrays) if arrays else np.float64
+    out = np.full((len(arrays), length), fill, dtype=dtype)
+    valid = np.zeros((len(arrays), length), dtype=bool)
+    for row, a in enumerate(arrays):
+        out[row, : a.size] = a
+        valid[row, : a.size] = True
+    return out, valid
+
+
+def masked(spectrum: ArrayLike, mask: Bool[ArrayLike, " n"] | None = None):
+    """Validated ``(spectrum, mask)`` pair: the common entry of every masked estimator."""
+    x = _validate.spectrum(spectrum)
+    return x, _validate.mask(mask, like=x)

@@ -1,0 +1,42 @@
+"""`import rmtkit` stays light: no framework, no plotting library, no xarray (DESIGN.md)."""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "onnx", "onnxruntime", "keras", "tensorflow", "matplotlib", "xarray",
+         "safetensors", "hypothesis")
+
+
+def modules_after(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_import_rmtkit_imports_no_framework():
+    loaded = modules_after("import rmtkit")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_import_adapters_imports_no_framework():
+    loaded = modules_after("import rmtkit.adapters")
+    assert not loaded & {"torch", "onnx", "keras", "tensorflow", "matplotlib"}
+
+
+def test_lazy_names_resolve():
+    loaded = modules_after("import rmtkit; rmtkit.load; rmtkit.validate_collection")
+    assert "xarray" in loaded and "torch" not in loaded
+
+
+def test_math_layer_does_not_import_xarray_or_frameworks():
+    """The core modules never import the labeled layer or a framework (one-way imports)."""
+    from pathlib import Path
+
+    core = ["esd", "powerlaw", "metrics", "_validate", "errors"]
+    root = Path(__file__).parents[1] / "rmtkit"
+    for name in core:
+        text = (root / f"{name}.py").read_text()
+        for banned in ("import xarray", "import torch", "import onnx", "import keras",
+                       "rmtkit.collection", "rmtkit.adapters"):
+            assert banned not in text, (name, banned)
