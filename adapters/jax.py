@@ -147,24 +147,26 @@ def load(path) -> xr.DataTree:
     if not path.is_file():
         raise MissingDataError(f"{path}: no such file")
     try:
-        archive = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            entries = {key: _NpzEntry(path, archive, key) for key in archive.files}
     except Exception as err:
         raise CorruptModelError(f"{path}: not a readable .npz archive ({err})") from err
     tree: dict = {}
-    for key in archive.files:
+    for key, entry in entries.items():
         node = tree
         parts = key.split("/")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = _NpzEntry(archive, key)
+        node[parts[-1]] = entry
     return from_pytree(tree, framework="numpy", name=str(path))
 
 
 class _NpzEntry:
-    """A member of an npz archive, read when converted."""
+    """A member of an npz archive: shape and dtype from its header, data read (and the file
+    closed again) when converted."""
 
-    def __init__(self, archive, key):
-        self._archive, self._key = archive, key
+    def __init__(self, path, archive, key):
+        self._path, self._key = path, key
         with archive.zip.open(key + ".npy") as f:
             version = np.lib.format.read_magic(f)
             read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -173,5 +175,6 @@ class _NpzEntry:
         self.shape, self.dtype = shape, dtype
 
     def __array__(self, dtype=None, copy=None):
-        a = self._archive[self._key]
+        with np.load(self._path, allow_pickle=False) as archive:
+            a = archive[self._key]
         return a if dtype is None else a.astype(dtype)
