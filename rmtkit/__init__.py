@@ -37,14 +37,29 @@ _LAZY = {
     "from_layers": "rmtkit.collection",
     "iter_layers": "rmtkit.collection",
     "validate_collection": "rmtkit.collection",
+    "Monitor": "rmtkit.monitor",
+    "MonitorFlags": "rmtkit.monitor",
+    "plot_esd": "rmtkit.plot",
+    "plot_pl_candidates": "rmtkit.plot",
+    "plot_randomized": "rmtkit.plot",
+    "plot_mp": "rmtkit.plot",
+    "plot_layer": "rmtkit.plot",
+    "plot_layers": "rmtkit.plot",
+    "plot_correlation_flow": "rmtkit.plot",
+    "plot_alpha_hist": "rmtkit.plot",
+    "plot_model": "rmtkit.plot",
 }
+#: submodules reachable as attributes without an explicit import
+_LAZY_MODULES = ("plot", "monitor", "collection", "adapters", "testing")
 
 
 def __getattr__(name: str):
     """Import the xarray-based names of :data:`_LAZY` on first access (PEP 562)."""
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"rmtkit.{name}")
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
@@ -52,9 +67,20 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 __all__ = [
+    "plot_model",
+    "plot_alpha_hist",
+    "plot_correlation_flow",
+    "plot_layers",
+    "plot_layer",
+    "plot_mp",
+    "plot_randomized",
+    "plot_pl_candidates",
+    "plot_esd",
+    "MonitorFlags",
+    "Monitor",
     "validate_collection",
     "iter_layers",
     "from_layers",

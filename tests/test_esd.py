@@ -64,6 +64,16 @@ def test_rank_deficient_has_tiny_nonnegative_evals():
     assert_spectrum_close(got, svd_evals(w))
 
 
+def test_svd_method_resolves_zero_singular_values():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(100, 5)) @ rng.normal(size=(5, 40))
+    svd, gram = rmtkit.esd(w, method="svd"), rmtkit.esd(w, method="gram")
+    assert_spectrum_close(svd, svd_evals(w))
+    assert float(svd[:35].max()) < 1e-26 * float(svd.max())  # exact zeros to eps^2
+    np.testing.assert_allclose(svd[35:], gram[35:], rtol=1e-10)
+    assert int(rmtkit.matrix_rank(svd, 100)) == 5
+
+
 def test_normalize_divides_by_the_larger_side():
     w = np.random.default_rng(4).normal(size=(30, 90))
     np.testing.assert_allclose(rmtkit.esd(w, normalize=True), svd_evals(w) / 90, rtol=1e-10)
