@@ -39,10 +39,28 @@ def slices(w: ArrayLike) -> Float[Array, "rf n m"]:
     ``W[:, :, i]``; ``(fan_out, fan_in, kh, kw)`` gives ``kh*kw`` slices ``W[:, :, i, j]`` in
     row-major ``(i, j)`` order. Slices are transposed when ``fan_out < fan_in``.
     """
-    w = _validate.weights(w)
+    return oriented_slices(_validate.weights(w), jnp)
+
+
+def oriented_slices(w, xp):
+    """:func:`slices` for an already validated array of the array module ``xp`` (jnp or np)."""
     fan_out, fan_in = w.shape[:2]
-    stack = jnp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)  # (rf, fan_out, fan_in)
-    return stack if fan_out >= fan_in else jnp.swapaxes(stack, 1, 2)
+    stack = xp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)  # (rf, fan_out, fan_in)
+    return stack if fan_out >= fan_in else xp.swapaxes(stack, 1, 2)
+
+
+def combine_slices(evals, *, ndim: int, n_rows: int, normalize: bool, pool: bool,
+                   conv_norm: float, xp=jnp):
+    """SPEC §1 conventions on per-slice spectra ``(rf, M)``: divide by :math:`N` if
+    ``normalize``; a dense layer (``ndim == 2``) is its one slice; a kernel is pooled (all
+    slices, sorted, times ``conv_norm``) or kept per slice (times ``rf * conv_norm``)."""
+    if normalize:
+        evals = evals / n_rows
+    if ndim == 2:
+        return evals[0]
+    if pool:
+        return xp.sort(evals.reshape(-1)) * conv_norm
+    return evals * (evals.shape[0] * conv_norm)
 
 
 def gram_eigvals(mats: Float[ArrayLike, "*b n m"]) -> Float[Array, "*b m"]:
@@ -134,15 +152,9 @@ def esd(
     _validate.choice(method, "method", METHODS)
     dtype = compute_dtype(w.dtype) if dtype is None else jnp.dtype(dtype)
     n_rows, _ = oriented_shape(w.shape)
-    rf = receptive_field(w.shape)
     evals = METHODS[method](slices(w).astype(dtype))  # (rf, M)
-    if normalize:
-        evals = evals / n_rows
-    if w.ndim == 2:
-        return evals[0]
-    if pool:
-        return jnp.sort(evals.reshape(-1)) * conv_norm
-    return evals * (rf * conv_norm)
+    return combine_slices(evals, ndim=w.ndim, n_rows=n_rows, normalize=normalize, pool=pool,
+                          conv_norm=conv_norm)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,8 +74,8 @@ class _Record:
 
 
 def _analyze(weights: Any, analyze_kwargs: Mapping[str, Any]) -> tuple[xr.Dataset, dict]:
-    """``(details, summary)`` of a model with :func:`rmtkit.analyze.analyze` / ``summary``."""
-    from rmtkit.analyze import analyze, summary
+    """``(details, summary)`` of a model with :func:`rmtkit.analyze` / ``summary``."""
+    from rmtkit.analysis import analyze, summary
 
     details = analyze(weights, **{"progress": False, **analyze_kwargs})
     return details, _as_dict(summary(details))
@@ -110,7 +110,7 @@ def _label(name: str, slice_id: int | None) -> str:
 
 
 def _records_from_details(details: xr.Dataset, layer_metrics: Sequence[str]):
-    """``(layers, info)`` of a :func:`rmtkit.analyze.analyze` Dataset."""
+    """``(layers, info)`` of a :func:`rmtkit.analyze` Dataset."""
     extra = [d for d in details.dims if d != "layer"]
     if extra:
         raise InvalidArgumentError(
@@ -189,8 +189,8 @@ def monitor_flags(history: xr.Dataset, *, threshold: float = ALPHA_OVER_TRAINED,
 class Monitor:
     """Record HT-SR metrics of a model once per epoch; flag the early-stopping signal.
 
-    Each call analyses the model (:func:`rmtkit.analyze.analyze`), appends one row — per-layer
-    alphas and the :func:`rmtkit.analyze.summary` means, plus any scalars you pass — to
+    Each call analyses the model (:func:`rmtkit.analyze`), appends one row — per-layer
+    alphas and the :func:`rmtkit.summary` means, plus any scalars you pass — to
     :attr:`history`, and (with ``path``) rewrites the history to a netCDF file atomically
     (written to a temporary file in the same folder, then renamed), so a crash never leaves a
     truncated file.
@@ -200,7 +200,7 @@ class Monitor:
     path : path, optional
         netCDF file the history is saved to after every call.
     analyze_kwargs : mapping, optional
-        Keyword arguments of :func:`rmtkit.analyze.analyze` (e.g. ``min_evals``, ``layers``;
+        Keyword arguments of :func:`rmtkit.analyze` (e.g. ``min_evals``, ``layers``;
         ``progress`` defaults to False here).
     layer_metrics : sequence of str, default ("alpha",)
         Per-layer variables of the analysis recorded with dims ``(epoch, layer)``.
@@ -250,7 +250,7 @@ class Monitor:
         Parameters
         ----------
         model_or_collection : model, collection or path
-            Anything :func:`rmtkit.analyze.analyze` takes: a ``torch.nn.Module``, a Keras
+            Anything :func:`rmtkit.analyze` takes: a ``torch.nn.Module``, a Keras
             model, a weight collection, a file path; or an analysis Dataset already computed
             (dim ``layer``), recorded as is.
         epoch : int, optional
@@ -390,8 +390,8 @@ class Monitor:
 
 
 def _summary_of(details: xr.Dataset) -> dict[str, float]:
-    """The summary of a ready analysis Dataset (``rmtkit.analyze.summary``)."""
-    from rmtkit.analyze import summary
+    """The summary of a ready analysis Dataset (``rmtkit.summary``)."""
+    from rmtkit.analysis import summary
 
     return _as_dict(summary(details))
 

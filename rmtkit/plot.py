@@ -12,7 +12,7 @@ Per layer (pure inputs: eigenvalues and fits; a fit is computed only when none i
   with the spike edge;
 - :func:`plot_layer` — all of the above for one layer, one figure per panel.
 
-Per model (from the :func:`rmtkit.analyze.analyze` Dataset, dim ``layer``):
+Per model (from the :func:`rmtkit.analyze` Dataset, dim ``layer``):
 
 - :func:`plot_correlation_flow` — alpha against ``layer_id``, marker by layer kind, one series
   per entry of any other dim (``model``, ``epoch``);
@@ -233,7 +233,7 @@ def plot_esd(
         Eigenvalues of one layer (raw units, any order; NaN entries are ignored).
     fit : PowerLawFit or details row, optional
         Anything with ``alpha``, ``xmin`` (and optionally ``D``, ``num_pl_spikes``) fields: a
-        :class:`rmtkit.PowerLawFit`, or one ``layer`` of the :func:`rmtkit.analyze.analyze`
+        :class:`rmtkit.PowerLawFit`, or one ``layer`` of the :func:`rmtkit.analyze`
         Dataset. Default: ``rmtkit.fit_pl(evals)``. A NaN alpha draws no fit line.
     scale : {"loglog", "linlin", "loglin"}
         "loglog": density on log-spaced bins, log axes, with the fitted density
@@ -660,7 +660,7 @@ def plot_correlation_flow(
     Parameters
     ----------
     details : xarray.Dataset
-        :func:`rmtkit.analyze.analyze` output (dim ``layer``, coords ``layer_id``, ``kind``).
+        :func:`rmtkit.analyze` output (dim ``layer``, coords ``layer_id``, ``kind``).
     metric : str, default "alpha"
         Any per-layer variable (e.g. "alpha_weighted", "log_spectral_norm").
     ax, title, savefig
@@ -732,7 +732,7 @@ def plot_alpha_hist(
     Parameters
     ----------
     details : xarray.Dataset
-        :func:`rmtkit.analyze.analyze` output, optionally concatenated along ``model``.
+        :func:`rmtkit.analyze` output, optionally concatenated along ``model``.
     metric : str, default "alpha"
         The per-layer variable to histogram.
     bins : int or edges, optional
@@ -784,7 +784,7 @@ def plot_model(details, savefig=None, *, weights=None, metric: str = "alpha",
     Parameters
     ----------
     details : xarray.Dataset
-        :func:`rmtkit.analyze.analyze` output (optionally with a ``model`` dim).
+        :func:`rmtkit.analyze` output (optionally with a ``model`` dim).
     savefig : folder, optional
         Writes ``correlation_flow.png`` and ``alpha_hist.png`` (and the layer files) into it.
     weights : model, path or collection, optional
@@ -853,13 +853,13 @@ def _layer_esd(values: np.ndarray, pool: bool) -> np.ndarray:
 
 def _randomized_esd(values: np.ndarray, key, layer_id: int | None,
                     slice_id: int | None) -> np.ndarray:
-    r"""The randomized spectrum :func:`rmtkit.analyze.analyze` computes for ``randomize=True``
+    r"""The randomized spectrum :func:`rmtkit.analyze` computes for ``randomize=True``
     (replica 0 of ``rmtkit.correlation_traps``, same keys), so the plot shows the same draw:
     layer key ``fold_in(key, layer_id)`` (and ``fold_in(., slice_id)`` per unpooled slice, the
     slice times :math:`\sqrt{rf/2}`), replica keys ``split(., replicas)``."""
     import jax
 
-    from rmtkit.randomize import randomize as permute
+    from rmtkit.traps import randomize as permute
 
     layer_key = jax.random.fold_in(key, 0 if layer_id is None else layer_id)
     if slice_id is None:
@@ -908,7 +908,7 @@ def plot_layers(
     weights : model object, path or collection
         Anything :func:`rmtkit.load` reads.
     details : xarray.Dataset, optional
-        :func:`rmtkit.analyze.analyze` output of the same model (one model: dim ``layer``).
+        :func:`rmtkit.analyze` output of the same model (one model: dim ``layer``).
         Default: every layer with at least ``min_evals`` eigenvalues, fitted here.
     savefig : folder, optional
         Write the PNGs there (names in the module docstring) and return their paths instead
@@ -923,7 +923,7 @@ def plot_layers(
         Draw the randomized / MP panels. Default: as analyzed (``details`` has
         ``max_rand_eval`` / ``sigma_mp``); without ``details``, False.
     key : jax.random key or int, optional
-        Randomization key as in :func:`rmtkit.analyze.analyze` (default ``jax.random.key(0)``):
+        Randomization key as in :func:`rmtkit.analyze` (default ``jax.random.key(0)``):
         with the same key, the randomized ESD drawn is the one the analysis measured (its
         first replica).
     bins : int, optional

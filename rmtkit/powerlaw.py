@@ -128,14 +128,15 @@ def _scan_block(
     total = jnp.sum(d, axis=1)
     n_i = (n - i).astype(lx.dtype)
     alpha = 1.0 + jnp.where(small, n_i - 1.0, n_i) / total
-    expo = (1.0 - alpha)[:, None]
-    # (x_j/x_i)^(1-alpha), with 1 at x_j = x_i even for alpha = inf (as numpy's 1.0**-inf)
-    power = jnp.where(d > 0, jnp.exp(jnp.where(d > 0, expo * d, 0.0)), 1.0)
-    model = 1.0 - power
+    # (x_j/x_i)^(1-alpha); the clamp keeps alpha = inf (a flat tail) at 0 * -big = 0 -> 1.0,
+    # as numpy's 1.0 ** -inf, without the cost of a select per element
+    expo = jnp.maximum(1.0 - alpha, jnp.finfo(lx.dtype).min)[:, None]
+    model = 1.0 - jnp.exp(expo * d)
     if force:
         d_top = (lx[jnp.maximum(n - 1, 0)] - lxi)[:, None]
         model = model / (1.0 - jnp.exp(expo * d_top))
-    ecdf = (j[None, :] - i[:, None]).astype(lx.dtype) / n_i[:, None]
+    inv = 1.0 / n_i  # ecdf (j - i)/n_i as two products: no division per element
+    ecdf = j[None, :].astype(lx.dtype) * inv[:, None] - (i * inv)[:, None]
     ks = jnp.max(jnp.where(tail, jnp.abs(model - ecdf), 0.0), axis=1)
     return alpha, jnp.where(alpha > 1.0, ks, 1.0)
 
@@ -237,12 +238,12 @@ def _confidence(alpha: Array, n_tail: Array, total: Array, ci: float) -> tuple[A
 # xmin selection rules.
 
 
-def _peak_allowed(x: Array, n: Array, xmin_max) -> Array:
-    r"""Candidates inside :math:`[0.95 p, x_{\min,\max}]` (default :math:`1.5 p`), where
+def peak_range(x: Array, valid: Array, xmin_max=None) -> tuple[Array, Array]:
+    r"""The "peak" xmin range :math:`[0.95 p, x_{\min,\max}]` (default :math:`1.5 p`), where
     :math:`p` is the left edge of the modal bin of a 100-bin histogram of
-    :math:`\log_{10}\lambda` (WW's ``xmin_peak``, with its unit bug fixed)."""
-    valid = jnp.arange(x.shape[0]) < n
-    lg = jnp.log10(x)
+    :math:`\log_{10}\lambda` over the ``valid`` entries of ``x`` (WW's ``xmin_peak``, with its
+    unit bug fixed: both ends are eigenvalues)."""
+    lg = jnp.log10(jnp.where(valid, x, 1.0))
     lo = jnp.min(jnp.where(valid, lg, jnp.inf))
     hi = jnp.max(jnp.where(valid, lg, -jnp.inf))
     width = jnp.where(hi > lo, hi - lo, 1.0)
@@ -250,7 +251,13 @@ def _peak_allowed(x: Array, n: Array, xmin_max) -> Array:
     counts = jnp.zeros(100, jnp.int32).at[idx].add(valid.astype(jnp.int32))
     peak = 10.0 ** (lo + jnp.argmax(counts) * width / 100.0)
     upper = 1.5 * peak if xmin_max is None else jnp.asarray(xmin_max, x.dtype)
-    return (x >= 0.95 * peak) & (x <= upper)
+    return 0.95 * peak, upper
+
+
+def _peak_allowed(x: Array, n: Array, xmin_max) -> Array:
+    """Candidates of sorted data ``x[:n]`` inside :func:`peak_range`."""
+    lower, upper = peak_range(x, jnp.arange(x.shape[0]) < n, xmin_max)
+    return (x >= lower) & (x <= upper)
 
 
 def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):

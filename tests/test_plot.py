@@ -323,7 +323,7 @@ def test_missing_matplotlib_names_the_extra():
 
 
 def test_plot_model_from_a_real_analysis(tmp_path):
-    from rmtkit.analyze import analyze
+    from rmtkit.analysis import analyze
 
     layers = dict(rmtkit.iter_layers(small_model()))
     tree = from_layers({name: layers[name].values for name in ("classifier/fc1",

@@ -1,0 +1,115 @@
+"""rmtkit.sharpen / rmtkit.smooth on collections, and the ONNX write-back (SPEC §7).
+
+One weight shape (100, 64) throughout, so the jitted SVD kernels compile once.
+"""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from _deps import require
+
+from rmtkit.collection import from_layers, iter_layers
+from rmtkit.errors import InvalidArgumentError
+from rmtkit.transform import sharpen, smooth
+
+
+def trapped(seed=0, trap=True):
+    w = (np.random.default_rng(seed).standard_normal((100, 64)) * 0.1).astype(np.float32)
+    if trap:
+        w[7, 11] = 8.0  # one huge entry: a correlation trap (randomized spike)
+    return w
+
+
+def layers_of(tree):
+    return {p: np.asarray(w.values) for p, w in iter_layers(tree)}
+
+
+@pytest.fixture(scope="module")
+def tree():
+    return from_layers({"trap": trapped(), "clean": trapped(1, trap=False)})
+
+
+def test_sharpen_removes_the_trap_only(tree):
+    before = layers_of(tree)
+    out = sharpen(tree)
+    after = layers_of(out)
+    assert list(after) == ["trap", "clean"]
+    np.testing.assert_array_equal(after["clean"], before["clean"])  # no trap: unchanged
+    s0 = np.linalg.svd(before["trap"], compute_uv=False)
+    s1 = np.linalg.svd(after["trap"], compute_uv=False)
+    assert s1[0] < 0.5 * s0[0]  # the trap's spike is gone
+    np.testing.assert_allclose(s1[:-1], s0[1:], rtol=1e-4)  # the rest is kept
+    np.testing.assert_array_equal(layers_of(tree)["trap"], before["trap"])  # input untouched
+    assert after["trap"].dtype == np.float32
+    w = dict(iter_layers(out))["trap"]
+    assert w.attrs["rmtkit_transform"] == "sharpen(mode=zero)" and w.attrs["source"] == "trap"
+    np.testing.assert_array_equal(layers_of(sharpen(tree, 0))["trap"], after["trap"])  # key 0
+
+
+def test_sharpen_layer_selection(tree):
+    after = layers_of(sharpen(tree, layers="clean"))
+    np.testing.assert_array_equal(after["trap"], layers_of(tree)["trap"])
+
+
+def test_smooth_keeps_top_components(tree):
+    after = layers_of(smooth(tree, k=5))
+    for w in after.values():
+        assert np.linalg.matrix_rank(w.astype(np.float64), tol=1e-4) == 5
+    pct = layers_of(smooth(tree, "percent", percent=0.25))
+    assert np.linalg.matrix_rank(pct["clean"].astype(np.float64), tol=1e-4) == 16
+
+
+def test_bad_layers_pass_through():
+    bad = np.full((100, 64), np.nan, np.float32)
+    out = layers_of(sharpen(from_layers({"nan": bad, "zero": np.zeros((100, 64), np.float32)})))
+    assert np.isnan(out["nan"]).all() and not out["zero"].any()
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("call, match", [
+    (lambda t: sharpen(t, mode="half"), "`mode`"),
+    (lambda t: sharpen(t, margin="x"), "`margin`"),
+    (lambda t: sharpen(t, "seed"), "`key`"),
+    (lambda t: smooth(t, "nope"), "`method`"),
+    (lambda t: smooth(t, k=2.5), "`k`"),
+    (lambda t: smooth(t, "percent", percent=2.0), "`percent`"),
+    (lambda t: smooth(t, layers=99), "selects no layer"),
+])
+def test_bad_arguments(tree, call, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        call(tree)
+
+
+def tiny_onnx(path):
+    """A one-layer torch model with a trap, exported to ONNX; returns the input batch."""
+    torch = require("torch")
+    require("onnx")
+    lin = torch.nn.Linear(64, 100)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(trapped()))
+    model = torch.nn.Sequential(lin, torch.nn.ReLU()).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 64),), buf, dynamo=False, opset_version=17,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    path.write_bytes(buf.getvalue())
+    return np.random.default_rng(3).standard_normal((5, 64)).astype(np.float32)
+
+
+def test_sharpened_onnx_runs(tmp_path):
+    ort = require("onnxruntime")
+    from rmtkit.adapters import onnx as aonnx
+
+    x = tiny_onnx(tmp_path / "in.onnx")
+    coll = sharpen(tmp_path / "in.onnx")
+    aonnx.save(tmp_path / "in.onnx", coll, tmp_path / "out.onnx")
+    y0 = ort.InferenceSession(str(tmp_path / "in.onnx")).run(None, {"x": x})[0]
+    y1 = ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0]
+    assert y1.shape == y0.shape and np.isfinite(y1).all() and not np.allclose(y0, y1)
+    from rmtkit._load import load
+
+    np.testing.assert_allclose(layers_of(load(tmp_path / "out.onnx"))["0"],
+                               layers_of(coll)["0"], rtol=1e-6)
