@@ -11,7 +11,7 @@ from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 from rmtkit.esd import esd
 from rmtkit.mp import mp_fit
 from rmtkit.svd import detx, svd_sharpen, svd_smooth
-from rmtkit.tpl import _pl_search
+from rmtkit.powerlaw import fit_pl
 
 DIAG = jnp.diag(jnp.array([5.0, 2.0, 1.0, 0.5]))
 
@@ -108,7 +108,7 @@ def test_smooth_methods_choose_k():
     assert int(mp_fit(lam, Q=2.0).num_spikes) == 2
     assert rank_kept(svd_smooth(w, method="rmt")) == 2
     assert rank_kept(svd_smooth(w, method="detX")) == int(detx(lam).detX_num)
-    n_tail = int(_pl_search(lam, jnp.ones(lam.shape, bool)).n_tail)
+    n_tail = int(fit_pl(lam).num_pl_spikes)
     assert rank_kept(svd_smooth(w, method="alpha_min")) == n_tail
     # the kept part is the best rank-k approximation
     out = svd_smooth(w, method="rmt")
