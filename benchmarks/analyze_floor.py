@@ -57,8 +57,8 @@ def main() -> None:
     print(f"{len(layers)} matrices, d = {args.dim}; alpha median "
           f"{float(np.nanmedian(details.alpha)):.3f}")
     print(f"floor (numpy f32 eigvalsh of Gram, summed): {floor:8.2f} s")
-    print(f"rmtkit.analyze, first run (compiles):       {first:8.2f} s  {first / floor:5.2f}x floor")
-    print(f"rmtkit.analyze, second run:                 {second:8.2f} s  {second / floor:5.2f}x floor")
+    for label, seconds in (("first run (compiles)", first), ("second run", second)):
+        print(f"rmtkit.analyze, {label + ':':<27} {seconds:8.2f} s  {seconds / floor:5.2f}x floor")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Importing rmtkit imports no deep-learning framework and no plotting library.
 """
 
 from rmtkit import errors
+from rmtkit.distance import distances
 from rmtkit.esd import bucket_length, esd, pad_spectra, slices
 from rmtkit.metrics import (
     SpectralMetrics,
@@ -31,7 +32,6 @@ from rmtkit.metrics import (
     stable_rank,
     weak_rank_loss,
 )
-from rmtkit.distance import distances
 from rmtkit.mp import MPFit, mp_cdf, mp_fit, mp_pdf, mp_quantile
 from rmtkit.powerlaw import PowerLawCandidates, PowerLawFit, fit_pl, pl_candidates
 from rmtkit.svd import DetX, detx, svd_sharpen, svd_smooth

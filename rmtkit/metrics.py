@@ -76,7 +76,8 @@ def log_spectral_norm(evals, mask=None):
 
 
 def stable_rank(evals, mask=None):
-    r"""Stable rank :math:`\sum_i \lambda_i / \lambda_{\max} = \lVert W\rVert_F^2/\lVert W\rVert_2^2`."""
+    r"""Stable rank :math:`\sum_i \lambda_i / \lambda_{\max}
+    = \lVert W\rVert_F^2 / \lVert W\rVert_2^2`."""
     return norm(evals, mask) / lambda_max(evals, mask)
 
 

@@ -246,12 +246,6 @@ def _chunked_rows(fn, idx, chunk=64):
 # TPL maximum likelihood at one xmin, in units y = x / xmin, L = Lambda * xmin.
 
 
-def _loglik(theta, s1, s2):
-    """Mean log-likelihood per tail point, y units: -a s1 - L s2 - (a-1) ln L - ln Γ(1-a, L)."""
-    a, lam = theta[0], theta[1]
-    return -a * s1 - lam * s2 - (a - 1.0) * jnp.log(lam) - log_upper_gamma(1.0 - a, lam)
-
-
 def _clip_theta(theta):
     return jnp.stack([jnp.clip(theta[0], _ALPHA_LO, _ALPHA_HI),
                       jnp.clip(theta[1], _LAM_LO, _LAM_HI)])

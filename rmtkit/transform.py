@@ -91,8 +91,8 @@ def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = 
         def fn(a):
             if not _usable(a):
                 return a
-            from rmtkit.traps import correlation_traps
             from rmtkit.svd import svd_sharpen
+            from rmtkit.traps import correlation_traps
 
             with jax.enable_x64(True):
                 traps = int(correlation_traps(a, layer_key, margin=margin).num_traps)

@@ -180,7 +180,7 @@ def test_chunked_scan_matches_the_plain_loop_at_large_n():
                                rtol=1e-10)
 
 
-# --- small n, options ------------------------------------------------------------------------------
+# --- small n, options -------------------------------------------------------------------------
 
 
 def test_small_n_rule():

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 from rmtkit.esd import esd
 from rmtkit.mp import mp_fit
-from rmtkit.svd import detx, svd_sharpen, svd_smooth
 from rmtkit.powerlaw import fit_pl
+from rmtkit.svd import detx, svd_sharpen, svd_smooth
 
 DIAG = jnp.diag(jnp.array([5.0, 2.0, 1.0, 0.5]))
 

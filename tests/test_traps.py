@@ -10,8 +10,8 @@ from scipy.spatial.distance import jensenshannon
 
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 from rmtkit.esd import esd
-from rmtkit.traps import correlation_traps, rand_distance, randomize
 from rmtkit.svd import svd_sharpen
+from rmtkit.traps import correlation_traps, rand_distance, randomize
 
 SHAPE = (120, 60)
 CONV = (24, 16, 3, 3)

@@ -10,10 +10,9 @@ Where rmtkit deliberately differs (SPEC §9), the test says so and checks the do
 - a failed fit is NaN (WW: -1).
 """
 
+import functools
 import json
 from pathlib import Path
-
-import functools
 
 import jax
 import numpy as np

@@ -14,8 +14,8 @@ import pytest
 
 from rmtkit.esd import esd
 from rmtkit.mp import mp_fit
-from rmtkit.traps import correlation_traps, rand_distance
 from rmtkit.svd import detx
+from rmtkit.traps import correlation_traps, rand_distance
 
 REF = Path(__file__).parent / "reference"
 DATA = json.loads((REF / "ww077_randomize.json").read_text())

@@ -34,12 +34,17 @@ def seeds() -> st.SearchStrategy[np.random.Generator]:
     return st.integers(0, 2**32 - 1).map(np.random.default_rng)
 
 
+_ALPHAS = st.floats(1.5, 6.0)
+_XMINS = st.sampled_from((1e-3, 1.0, 50.0))
+_SIGMAS = st.sampled_from((0.5, 1.0, 3.0))
+
+
 @st.composite
 def pareto_samples(
     draw,
     sizes=(32, 128, 512),
-    alphas=st.floats(1.5, 6.0),
-    xmins=st.sampled_from((1e-3, 1.0, 50.0)),
+    alphas=_ALPHAS,
+    xmins=_XMINS,
     dtype=np.float64,
 ) -> ParetoSample:
     r"""Pareto samples with known exponent :math:`\alpha` and lower bound :math:`x_{\min}`.
@@ -59,7 +64,7 @@ def pareto_samples(
 
 @st.composite
 def gaussian_matrices(
-    draw, shapes=((200, 200), (400, 200), (800, 200)), sigmas=st.sampled_from((0.5, 1.0, 3.0)),
+    draw, shapes=((200, 200), (400, 200), (800, 200)), sigmas=_SIGMAS,
     dtype=np.float64,
 ) -> GaussianMatrix:
     """Gaussian matrices of a few shapes (Q = N/M = 1, 2, 4 by default) and known sigma."""
