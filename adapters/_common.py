@@ -21,6 +21,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import xarray as xr
 from rmtkit.collection import LazyArray, build_tree, sanitize_path, weight_node
 from rmtkit.errors import UnsupportedModelError
 
-__all__ = ["NamedTensor", "from_named_tensors", "finish", "natural_key", "require"]
+__all__ = ["NamedTensor", "from_named_tensors", "finish", "is_file", "natural_key", "require"]
 
 
 def require(module: str, *, extra: str, who: str) -> Any:
@@ -40,6 +41,15 @@ def require(module: str, *, extra: str, who: str) -> Any:
         raise ModuleNotFoundError(
             f"{who} needs the '{module}' package: pip install 'rmtkit[{extra}]'"
         ) from err
+
+
+def is_file(path) -> bool:
+    """``Path(path).is_file()``, False (not an OSError) for a name the OS cannot even look up
+    (too long, invalid characters): such a file does not exist."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def natural_key(name: str) -> tuple:

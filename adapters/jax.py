@@ -25,8 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 import xarray as xr
-from rmtkit.adapters._common import NamedTensor, finish, from_named_tensors
 
+from rmtkit.adapters._common import NamedTensor, finish, from_named_tensors, is_file
 from rmtkit.collection import LazyArray, sanitize_path, weight_node
 from rmtkit.errors import UnsupportedModelError
 
@@ -144,7 +144,7 @@ def load(path) -> xr.DataTree:
     from rmtkit.errors import CorruptModelError, MissingDataError
 
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise MissingDataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -30,8 +30,7 @@ import xarray as xr
 if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from rmtkit.adapters._common import finish, require  # noqa: E402
-
+from rmtkit.adapters._common import finish, is_file, require  # noqa: E402
 from rmtkit.collection import LazyArray, sanitize_path, weight_node  # noqa: E402
 from rmtkit.errors import CorruptModelError, MissingDataError, UnsupportedModelError  # noqa: E402
 
@@ -173,7 +172,7 @@ def load(path: str | os.PathLike) -> xr.DataTree:
     """Weight collection of a ``.keras`` file (``keras.saving.load_model``, ``compile=False``)."""
     path = Path(path)
     where = str(path)
-    if not path.is_file():
+    if not is_file(path):
         raise MissingDataError(f"{where}: no such file")
     if not zipfile.is_zipfile(path):
         raise CorruptModelError(f"{where}: not a .keras archive (not a readable zip file)")

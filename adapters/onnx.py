@@ -28,6 +28,7 @@ inverting the chain (quantized weights are re-quantized with their own scale and
 """
 
 import copy
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,13 +37,14 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from rmtkit.adapters._common import finish, require
 
+from rmtkit.adapters._common import finish, is_file, require
 from rmtkit.collection import LazyArray, iter_layers, sanitize_path, weight_node
 from rmtkit.errors import (
     CorruptModelError,
     InvalidWeightsError,
     MissingDataError,
+    RmtkitError,
     UnsupportedModelError,
 )
 
@@ -53,8 +55,12 @@ __all__ = ["from_onnx", "load", "save"]
 
 
 # ---------------------------------------------------------------------------- tensors
-def _np_dtype(data_type: int) -> np.dtype:
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
+def _np_dtype(data_type: int, what: str = "") -> np.dtype:
+    """numpy dtype of an ONNX data type; CorruptModelError (naming ``what``) if unknown."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptModelError(f"{what}: unknown ONNX data type {data_type!r}") from err
 
 
 def _dtype_str(data_type: int) -> str:
@@ -62,6 +68,26 @@ def _dtype_str(data_type: int) -> str:
         return _np_dtype(data_type).name
     except Exception:  # a type numpy cannot name
         return onnx.TensorProto.DataType.Name(data_type).lower()
+
+
+def _bits(dtype: np.dtype) -> int:
+    """Bits per element (4 for int4 / float4, which ONNX packs two to a byte)."""
+    import ml_dtypes
+
+    for info in (ml_dtypes.finfo, ml_dtypes.iinfo):
+        try:
+            return int(info(dtype).bits)
+        except (TypeError, ValueError):
+            pass
+    return 8 * dtype.itemsize
+
+
+def _nbytes(count: int, dtype: np.dtype) -> int | None:
+    """Bytes of ``count`` packed elements; None for types not stored whole bytes per element."""
+    bits = _bits(dtype)
+    if dtype.kind in "OUS" or bits % 8:
+        return None
+    return count * (bits // 8)
 
 
 @dataclass
@@ -76,45 +102,93 @@ class _Const:
     node: Any = None  # the Constant node, when not an initializer
 
 
-def _const(proto, name: str, where: str, base_dir: Path | None, node=None) -> _Const:
-    shape = tuple(int(d) for d in proto.dims)
-    dtype = _np_dtype(proto.data_type)
-    count = int(np.prod(shape, dtype=np.int64))
-    if proto.data_location == onnx.TensorProto.EXTERNAL:
-        info = {e.key: e.value for e in proto.external_data}
-        if "location" not in info:
-            raise CorruptModelError(f"{where}: tensor {name!r} has external data but no location")
-        if base_dir is None:
-            raise MissingDataError(
-                f"{where}: tensor {name!r} refers to external data {info['location']!r}; pass "
-                "the model's folder as base_dir= (or load the .onnx file by path)"
-            )
-        file = base_dir / info["location"]
-        offset = int(info.get("offset", 0))
-        length = int(info.get("length", count * dtype.itemsize))
-        if not file.is_file():
-            raise MissingDataError(
-                f"{where}: external data file {str(file)!r} of tensor {name!r} does not exist"
-            )
-        if length != count * dtype.itemsize or file.stat().st_size < offset + length:
-            raise CorruptModelError(
-                f"{where}: external data of tensor {name!r} in {str(file)!r} is too short or "
-                f"inconsistent (offset {offset}, length {length}, shape {shape}, {dtype})"
-            )
+def _external_int(info: dict, key: str, default: int, what: str) -> int:
+    """An integer field of a tensor's external data entry (offset, length), checked."""
+    raw = info.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise CorruptModelError(f"{what}: external data {key} must be an integer >= 0, got {raw!r}")
+    return value
 
-        def load(file=file, offset=offset):
-            mm = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
-            out = np.array(mm)  # one copy; the map closes with mm
-            del mm
-            return out
 
-        return _Const(name, proto, shape, dtype, load, node)
-    if proto.HasField("raw_data") and dtype.itemsize > 0 and dtype.kind != "V":
-        if len(proto.raw_data) != count * dtype.itemsize:
+def _external(proto, name: str, where: str, base_dir: Path | None, shape, dtype, count):
+    """Loader of a tensor stored in an external file, its location and size checked now."""
+    what = f"{where}: tensor {name!r}"
+    info = {e.key: e.value for e in proto.external_data}
+    location = info.get("location")
+    if not location:
+        raise CorruptModelError(f"{what} has external data but no location")
+    if Path(location).is_absolute() or ".." in Path(location).parts:
+        raise CorruptModelError(
+            f"{what}: external data location {location!r:.200} must be a relative path inside "
+            "the model's folder"
+        )
+    if base_dir is None:
+        raise MissingDataError(
+            f"{what} refers to external data {location!r}; pass the model's folder as "
+            "base_dir= (or load the .onnx file by path)"
+        )
+    file = base_dir / location
+    need = _nbytes(count, dtype)
+    offset = _external_int(info, "offset", 0, what)
+    length = _external_int(info, "length", need if need is not None else 0, what)
+    if not is_file(file):
+        raise MissingDataError(
+            f"{where}: external data file {str(file)!r:.300} of tensor {name!r} does not exist"
+        )
+    if need is None or length != need or file.stat().st_size < offset + length:
+        raise CorruptModelError(
+            f"{where}: external data of tensor {name!r} in {str(file)!r} is too short or "
+            f"inconsistent (offset {offset}, length {length}, shape {shape}, {dtype}; needs "
+            f"{need} bytes)"
+        )
+
+    def load(file=file, offset=offset):
+        mm = np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=shape)
+        out = np.array(mm)  # one copy; the map closes with mm
+        del mm
+        return out
+
+    return load
+
+
+def _check_stored(proto, name: str, where: str, shape, dtype, count) -> None:
+    """Raise unless an in-file tensor stores exactly ``count`` elements (raw or typed field)."""
+    if proto.HasField("raw_data"):
+        need = _nbytes(count, dtype)
+        if need is not None and len(proto.raw_data) != need:
             raise CorruptModelError(
                 f"{where}: tensor {name!r} holds {len(proto.raw_data)} bytes, expected "
-                f"{count * dtype.itemsize} for shape {shape} of {dtype}"
+                f"{need} for shape {shape} of {dtype}"
             )
+        return
+    if _nbytes(count, dtype) is None:
+        return  # packed sub-byte types: checked when read
+    field_name = onnx.helper.tensor_dtype_to_field(proto.data_type)
+    stored = len(getattr(proto, field_name))
+    need = 2 * count if dtype.kind == "c" else count
+    if stored != need:
+        raise CorruptModelError(
+            f"{where}: tensor {name!r} stores {stored} values in {field_name}, expected {need} "
+            f"for shape {shape} of {dtype}"
+        )
+
+
+def _const(proto, name: str, where: str, base_dir: Path | None, node=None) -> _Const:
+    shape = tuple(int(d) for d in proto.dims)
+    if any(d < 0 for d in shape):
+        raise CorruptModelError(f"{where}: tensor {name!r} has a negative dimension {shape}")
+    dtype = _np_dtype(proto.data_type, f"{where}: tensor {name!r}")
+    count = math.prod(shape)
+    if proto.data_location == onnx.TensorProto.EXTERNAL:
+        load = _external(proto, name, where, base_dir, shape, dtype, count)
+        return _Const(name, proto, shape, dtype, load, node)
+    _check_stored(proto, name, where, shape, dtype, count)
     return _Const(name, proto, shape, dtype, lambda p=proto: numpy_helper.to_array(p), node)
 
 
@@ -152,7 +226,7 @@ def _broadcast(param: np.ndarray, x_shape, axis: int, block: int) -> np.ndarray:
     if param.size == 1:
         return param.reshape(())
     if block:
-        rep = np.repeat(param, block, axis=axis)
+        rep = np.repeat(param, min(block, x_shape[axis]), axis=axis)
         return np.take(rep, np.arange(x_shape[axis]), axis=axis)
     shape = [1] * len(x_shape)
     shape[axis] = -1
@@ -213,13 +287,57 @@ def _attr(node, name: str, default=None):
     return default
 
 
-def _reshape_target(in_shape, target) -> tuple[int, ...]:
+def _int_attr(node, name: str, default: int, where: str) -> int:
+    """An integer attribute of ``node``; CorruptModelError when it is of another type."""
+    value = _attr(node, name, default)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise CorruptModelError(
+        f"{where}: node {node.name!r} ({node.op_type}) attribute {name!r} must be an integer, "
+        f"got {value!r:.80}"
+    )
+
+
+def _reshape_target(in_shape, target) -> tuple[int, ...] | None:
+    """The shape ONNX ``Reshape`` gives ``in_shape`` (0 copies a dim, one -1 is inferred);
+    None when the target is not a valid reshape of that many elements."""
+    target = np.asarray(target)
+    if target.ndim != 1 or not np.issubdtype(target.dtype, np.integer):
+        return None
     target = [int(t) for t in target]
+    if any(t < -1 for t in target) or target.count(-1) > 1:
+        return None
+    if any(t == 0 and i >= len(in_shape) for i, t in enumerate(target)):
+        return None
     out = [in_shape[i] if t == 0 else t for i, t in enumerate(target)]
+    total = math.prod(in_shape)
     if -1 in out:
-        known = int(np.prod([t for t in out if t != -1], dtype=np.int64))
-        out[out.index(-1)] = int(np.prod(in_shape, dtype=np.int64)) // max(known, 1)
-    return tuple(out)
+        known = math.prod(t for t in out if t != -1)
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    return tuple(out) if math.prod(out) == total else None
+
+
+def _quant_params_fit(shape, scale: np.ndarray, zp: np.ndarray | None, axis: int,
+                      block: int) -> bool:
+    """Whether scale / zero point broadcast onto a tensor of ``shape`` as ONNX defines it:
+    per tensor (one value), per axis (1-D, ``shape[axis]`` values) or blocked (``shape`` with
+    ``ceil(shape[axis] / block)`` along ``axis``)."""
+    if zp is not None and zp.shape != scale.shape:
+        return False
+    if not np.issubdtype(scale.dtype, np.floating) and scale.dtype.kind != "V":
+        return False
+    if scale.size == 1:
+        return True
+    if not shape or not -len(shape) <= axis < len(shape) or block < 0:
+        return False
+    axis %= len(shape)
+    if not block:
+        return scale.ndim == 1 and scale.shape[0] == shape[axis]
+    want = list(shape)
+    want[axis] = -(-shape[axis] // block)
+    return scale.shape == tuple(want)
 
 
 _CHAIN_OPS = ("Transpose", "Cast", "Reshape", "Identity", "DequantizeLinear", "QuantizeLinear")
@@ -238,15 +356,76 @@ class _Graph:
                 self.producer[out] = node
             if node.op_type == "Constant" and node.output:
                 value = _attr(node, "value")
-                if value is not None and not isinstance(value, (int, float, bytes, list)):
+                if isinstance(value, onnx.TensorProto):
                     self.consts[node.output[0]] = _const(
                         value, node.output[0], where, base_dir, node=node
                     )
         self.nodes = list(g.node)
 
     def small(self, name: str) -> np.ndarray | None:
+        """A small constant (shape, scale, zero point) read now; None when not a numeric one."""
         c = self.consts.get(name)
-        return None if c is None else c.load()
+        if c is None or c.dtype.kind in "OUSc" or math.prod(c.shape) > 1 << 20:
+            return None
+        try:
+            return np.asarray(c.load())
+        except Exception as err:  # a malformed proto onnx cannot decode
+            raise CorruptModelError(
+                f"{self.where}: constant {name!r} cannot be decoded ({err})") from err
+
+    def _bad(self, node, what: str) -> CorruptModelError:
+        return CorruptModelError(
+            f"{self.where}: node {node.name!r} ({node.op_type}) on a weight path: {what}")
+
+    def _quant_step(self, node, op: str, shape, dtype) -> _Step | None:
+        """The (de)quantize step of ``node`` on a ``shape`` tensor; None if not constant."""
+        scale = self.small(node.input[1]) if len(node.input) > 1 else None
+        zp = None
+        if len(node.input) > 2 and node.input[2]:
+            zp = self.small(node.input[2])
+            if zp is None:
+                return None
+        if scale is None:
+            return None
+        axis = _int_attr(node, "axis", 1, self.where)
+        block = _int_attr(node, "block_size", 0, self.where)
+        if not _quant_params_fit(shape, scale, zp, axis, block):
+            raise self._bad(node, f"scale {scale.shape} / zero point "
+                                  f"{None if zp is None else zp.shape} (axis={axis}, "
+                                  f"block_size={block}) do not fit the tensor {shape}")
+        if op == "quantize":
+            to = zp.dtype if zp is not None else np.dtype(np.uint8)
+        else:
+            to = np.dtype(np.float32) if scale.dtype.itemsize < 4 else scale.dtype
+        return _Step(op, shape, dtype, to=to, scale=scale, zero_point=zp, axis=axis,
+                     block=block)
+
+    def _step(self, node, shape, dtype) -> _Step | None:
+        """The step of one chain node on a ``shape`` / ``dtype`` tensor, checked; None when
+        the chain is not constant (a Reshape target or a scale computed at run time)."""
+        op = node.op_type
+        if op == "Transpose":
+            perm = _attr(node, "perm")
+            perm = tuple(reversed(range(len(shape)))) if perm is None else perm
+            if not isinstance(perm, (list, tuple)) or sorted(perm) != list(range(len(shape))):
+                raise self._bad(node, f"perm {perm!r:.80} is not a permutation of the axes of "
+                                      f"a {len(shape)}-D tensor")
+            return _Step("transpose", shape, dtype, perm=tuple(int(p) for p in perm))
+        if op == "Cast":
+            to = _np_dtype(_int_attr(node, "to", 0, self.where),
+                           f"{self.where}: node {node.name!r} (Cast)")
+            return _Step("cast", shape, dtype, to=to)
+        if op == "Reshape":
+            target = self.small(node.input[1]) if len(node.input) > 1 else None
+            if target is None:
+                return None
+            new = _reshape_target(shape, target)
+            if new is None:
+                raise self._bad(node, f"cannot reshape {shape} to {target.tolist()!r:.80}")
+            return _Step("reshape", shape, dtype, shape=new)
+        if op == "QuantizeLinear":  # a float weight quantized in the graph (QDQ models)
+            return self._quant_step(node, "quantize", shape, dtype)
+        return self._quant_step(node, "dequantize", shape, dtype)
 
     def resolve(self, name: str) -> tuple[_Const, list[_Step], tuple[int, ...]] | None:
         """Follow ``name`` back to a constant through the allowed ops; None if it isn't one."""
@@ -268,57 +447,17 @@ class _Graph:
         shape, dtype = const.shape, const.dtype
         steps: list[_Step] = []
         for node in reversed(chain):
-            op = node.op_type
-            if op == "Identity":
+            if node.op_type == "Identity":
                 continue
-            if op == "Transpose":
-                perm = _attr(node, "perm")
-                perm = tuple(perm) if perm is not None else tuple(reversed(range(len(shape))))
-                steps.append(_Step("transpose", shape, dtype, perm=perm))
-                shape = tuple(shape[p] for p in perm)
-            elif op == "Cast":
-                to = _np_dtype(_attr(node, "to"))
-                steps.append(_Step("cast", shape, dtype, to=to))
-                dtype = to
-            elif op == "Reshape":
-                target = self.small(node.input[1]) if len(node.input) > 1 else None
-                if target is None:
-                    return None
-                new = _reshape_target(shape, target)
-                steps.append(_Step("reshape", shape, dtype, shape=new))
-                shape = new
-            elif op == "QuantizeLinear":  # a float weight quantized in the graph (QDQ models)
-                scale = self.small(node.input[1]) if len(node.input) > 1 else None
-                zp = None
-                if len(node.input) > 2 and node.input[2]:
-                    zp = self.small(node.input[2])
-                if scale is None or (len(node.input) > 2 and node.input[2] and zp is None):
-                    return None
-                to = zp.dtype if zp is not None else np.dtype(np.uint8)
-                steps.append(
-                    _Step(
-                        "quantize", shape, dtype, to=to, scale=scale, zero_point=zp,
-                        axis=int(_attr(node, "axis", 1)), block=int(_attr(node, "block_size", 0)),
-                    )
-                )
-                dtype = to
-            else:  # DequantizeLinear
-                scale = self.small(node.input[1]) if len(node.input) > 1 else None
-                if scale is None:
-                    return None
-                zp = None
-                if len(node.input) > 2 and node.input[2]:
-                    zp = self.small(node.input[2])
-                    if zp is None:
-                        return None
-                to = np.dtype(np.float32) if scale.dtype.itemsize < 4 else scale.dtype
-                steps.append(
-                    _Step(
-                        "dequantize", shape, dtype, to=to, scale=scale, zero_point=zp,
-                        axis=int(_attr(node, "axis", 1)), block=int(_attr(node, "block_size", 0)),
-                    )
-                )
-                dtype = to
+            step = self._step(node, shape, dtype)
+            if step is None:
+                return None
+            steps.append(step)
+            if step.op == "transpose":
+                shape = tuple(shape[p] for p in step.perm)
+            elif step.op == "reshape":
+                shape = step.shape
+            dtype = step.to if step.to is not None else dtype
         return const, steps, shape
 
     def plan(self) -> list[_Entry]:
@@ -340,7 +479,7 @@ class _Graph:
             const, steps, shape = found
             if const.name in used or not np.issubdtype(
                 steps[-1].to if steps and steps[-1].to is not None else const.dtype, np.number
-            ):
+            ) or 0 in shape:
                 continue
             perm: tuple[int, ...] | None = None
             groups = None
@@ -352,16 +491,18 @@ class _Graph:
                 if len(shape) != 2:
                     continue
                 kind = "dense"
-                perm = None if _attr(node, "transB", 0) else (1, 0)
+                perm = None if _int_attr(node, "transB", 0, self.where) else (1, 0)
             elif op in ("Conv", "ConvTranspose"):
                 if len(shape) not in (3, 4):
                     continue
                 kind = "conv1d" if len(shape) == 3 else "conv2d"
-                groups = int(_attr(node, "group", 1))
+                groups = _int_attr(node, "group", 1, self.where)
+                if groups < 1:
+                    raise self._bad(node, f"group must be >= 1, got {groups}")
                 if op == "ConvTranspose":
                     perm = (1, 0) + tuple(range(2, len(shape)))
             else:  # Gather
-                if len(shape) != 2 or int(_attr(node, "axis", 0)) != 0:
+                if len(shape) != 2 or _int_attr(node, "axis", 0, self.where) != 0:
                     continue
                 if len(node.input) > 1 and self.resolve(node.input[1]) is not None:
                     continue  # constant indices: a shape computation, not an embedding
@@ -384,10 +525,30 @@ def _node_path(entry: _Entry) -> str:
 
 
 # ---------------------------------------------------------------------------- reading
+def _read_layer(const: _Const, steps: list[_Step], where: str) -> np.ndarray:
+    """A layer's stored tensor through its chain; any failure is a CorruptModelError naming the
+    file and the tensor (the data of a tensor whose header was consistent can still be bad)."""
+    try:
+        a = const.load()
+        for step in steps:
+            a = _apply(a, step)
+        return a
+    except (RmtkitError, MemoryError):
+        raise
+    except FileNotFoundError as err:
+        raise MissingDataError(
+            f"{where}: external data of tensor {const.name!r} vanished ({err})") from err
+    except Exception as err:
+        raise CorruptModelError(
+            f"{where}: tensor {const.name!r} ({const.dtype}, shape {const.shape}) cannot be "
+            f"read ({type(err).__name__}: {err})"
+        ) from err
+
+
 def _read(path: str | os.PathLike) -> tuple[Any, str, Path]:
     path = Path(path)
     where = str(path)
-    if not path.is_file():
+    if not is_file(path):
         raise MissingDataError(f"{where}: no such ONNX file")
     try:
         model = onnx.load_model(str(path), load_external_data=False)
@@ -430,16 +591,19 @@ def from_onnx(
         raise UnsupportedModelError(
             f"from_onnx takes an onnx.ModelProto or a path, got {type(model).__name__}"
         )
-    entries = _Graph(model, where, base).plan()
+    try:
+        entries = _Graph(model, where, base).plan()
+    except (RmtkitError, MemoryError, RecursionError):
+        raise
+    except Exception as err:  # an inconsistency no check above anticipated
+        raise CorruptModelError(
+            f"{where}: malformed ONNX graph ({type(err).__name__}: {err})") from err
     nodes = []
     for i, e in enumerate(entries):
         const, steps = e.const, list(e.steps)
 
         def load(const=const, steps=steps):
-            a = const.load()
-            for step in steps:
-                a = _apply(a, step)
-            return a
+            return _read_layer(const, steps, where)
 
         final_dtype = steps[-1].to if steps and steps[-1].to is not None else const.dtype
         lazy = LazyArray(load, e.shape, final_dtype)

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from rmtkit.adapters._common import NamedTensor, finish, from_named_tensors, require
 
+from rmtkit.adapters._common import NamedTensor, finish, from_named_tensors, is_file, require
 from rmtkit.collection import LazyArray, iter_layers, sanitize_path, weight_node
 from rmtkit.errors import (
     CorruptModelError,
@@ -221,7 +221,7 @@ def load(path: str | os.PathLike) -> xr.DataTree:
     """Weight collection of a ``.pt``/``.pth``/``.bin`` file (``torch.load(weights_only=True)``)."""
     path = Path(path)
     where = str(path)
-    if not path.is_file():
+    if not is_file(path):
         raise MissingDataError(f"{where}: no such file")
     try:
         try:

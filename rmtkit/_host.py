@@ -1,18 +1,23 @@
 r"""Host (numpy / LAPACK) spectra of whole layers: the fast route of the model-level analysis.
 
 :func:`rmtkit.esd` is the pure-JAX, differentiable spectrum (and the GPU path). A model's
-analysis only needs the eigenvalues, once per layer, so on a CPU it takes the fastest LAPACK route
-measured on the reference machine (SPEC §1): ``scipy.linalg.eigh(G, eigvals_only=True,
-driver="evd")`` of the float64 Gram matrix :math:`G = A^\top A` of the smaller side of each
-:math:`N \times M` slice :math:`A` (:math:`N \ge M`). Float64 keeps every eigenvalue
-:math:`\ge 10^{-6}\lambda_{\max}` within :math:`10^{-9}` relative of float64 SVD values (a float32
-eigensolve would not: its absolute error is :math:`\sim 10^{-7}\lambda_{\max}`). Very thin slices
-(:math:`M \le` :data:`SVD_BELOW`) use ``svd(compute_uv=False)`` instead, which is faster there.
+analysis only needs the eigenvalues, once per layer, so on a CPU it takes the fastest LAPACK
+route measured on the reference machine (SPEC §1, ``benchmarks/analyze_floor.py``): numpy's
+``eigvalsh`` (``dsyevd``) of the float64 Gram matrix :math:`G = A^\top A` of the smaller side
+of each :math:`N \times M` slice :math:`A` (:math:`N \ge M`), formed block by block
+(:func:`gram64`). numpy rather than scipy because numpy's LAPACK calls release the GIL, so the
+analysis runs one layer per core on threads (one BLAS thread each), which beats one layer at a
+time on all cores (``dsytrd`` is half memory-bound and scales poorly over cores).
+
+Float64 keeps every eigenvalue :math:`\ge 10^{-6}\lambda_{\max}` within :math:`10^{-9}`
+relative of float64 SVD values (a float32 eigensolve would not: its absolute error is
+:math:`\sim 10^{-7}\lambda_{\max}`). Very thin slices (:math:`M \le` :data:`SVD_BELOW`) use
+``numpy.linalg.svd(compute_uv=False)`` instead.
 
 The Gram route resolves eigenvalues only down to :math:`\sim M\epsilon\lambda_{\max}` (its
 round-off), i.e. singular values down to :math:`\sim\sqrt\epsilon\, s_{\max}`, while
 ``matrix_rank`` counts :math:`s_i > N \epsilon s_{\max}`. So a slice whose smallest Gram eigenvalue
-is below :data:`GRAM_FLOOR` :math:`\cdot\lambda_{\max}` (numerically rank-deficient or nearly
+is below :data:`GRAM_FLOOR` :math:`\cdot M\lambda_{\max}` (numerically rank-deficient or nearly
 so, where the rank matters) is recomputed with float64 SVD values; full-rank slices, the vast
 majority, keep the fast route.
 
@@ -22,17 +27,27 @@ unpooled ones times ``rf * conv_norm``, ``normalize`` divides by :math:`N`); the
 both routes agree.
 """
 
+import os
+
 import numpy as np
-import scipy.linalg
 
 from rmtkit.esd import combine_slices, oriented_slices
 
-__all__ = ["GRAM_FLOOR", "SVD_BELOW", "host_esd", "host_slices"]
+__all__ = ["DEVICE_ENV", "GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "host_esd",
+           "host_randomize", "host_slices", "key_rng", "layer_esd", "randomized_spectra",
+           "use_device"]
 
-#: slices with at most this many columns use ``scipy.linalg.svd`` values (faster than eigh there)
+#: environment variable forcing the device route on ("1") or off ("0"); default: on with a GPU
+DEVICE_ENV = "RMTKIT_DEVICE_SPECTRA"
+
+#: slices with at most this many columns use ``numpy.linalg.svd`` values (faster than eigh there)
 SVD_BELOW = 8
-#: a Gram spectrum with min/max below this is recomputed by SVD (rank-deficient slices)
-GRAM_FLOOR = 1e-9
+#: a Gram spectrum with :math:`\lambda_{\min}/\lambda_{\max}` below ``GRAM_FLOOR * M`` is
+#: recomputed by SVD: the float64 Gram eigensolve has absolute error
+#: :math:`\lesssim M\epsilon\lambda_{\max}` (:math:`\epsilon = 2.2\times10^{-16}`), so above
+#: 100x that every eigenvalue, the smallest included, is resolved to ~1 % or better and the
+#: rank is certain; below it the slice is (numerically) rank-deficient and SVD values decide.
+GRAM_FLOOR = 100 * float(np.finfo(np.float64).eps)
 
 
 def host_slices(w: np.ndarray) -> np.ndarray:
@@ -40,17 +55,58 @@ def host_slices(w: np.ndarray) -> np.ndarray:
     return oriented_slices(w, np)
 
 
+#: rows of a float32 slice converted to float64 at a time while forming its Gram matrix
+BLOCK_ELEMENTS = 1 << 22
+
+
+def gram64(a: np.ndarray) -> np.ndarray:
+    r""":math:`G = A^\top A` in float64 for an ``N x M`` slice ``A``.
+
+    Accumulated over row blocks of :data:`BLOCK_ELEMENTS` entries converted to float64 one
+    block at a time, so a float32 layer never has a full float64 copy: extra memory
+    :math:`8M^2` bytes + one block. numpy's ``matmul`` (not scipy's ``dsyrk``, which has half
+    the flops) because it releases the GIL: layers run in parallel on threads.
+    """
+    n_rows, n_cols = a.shape
+    # numpy computes X^T X (and X X^T) as one BLAS syrk when both operands share a buffer
+    wide = a.T if a.flags.f_contiguous and not a.flags.c_contiguous else None  # A = wide^T
+    if a.dtype == np.float64:
+        return a.T @ a if wide is None else wide @ wide.T
+    step = max(1, BLOCK_ELEMENTS // max(n_cols, 1))
+    gram = None
+    for start in range(0, n_rows, step):
+        if wide is None:
+            block = a[start:start + step].astype(np.float64)
+            part = block.T @ block
+        else:
+            block = wide[:, start:start + step].astype(np.float64)
+            part = block @ block.T
+        if gram is None:
+            gram = part
+        else:
+            gram += part
+    return gram
+
+
 def _slice_evals(a: np.ndarray) -> np.ndarray:
-    """Ascending eigenvalues of ``a.T @ a`` (float64) for one ``N x M`` slice, ``N >= M``."""
-    a = np.asarray(a, dtype=np.float64)
+    """Ascending eigenvalues of ``a.T @ a`` (float64) for one ``N x M`` slice, ``N >= M``.
+
+    numpy's LAPACK calls (``eigvalsh``: ``dsyevd``; ``svd``) release the GIL, scipy's f2py
+    wrappers do not: measured, two threads of numpy run two layers at once, of scipy one.
+    """
     if a.shape[1] > SVD_BELOW:
-        gram = a.T @ a
-        evals = scipy.linalg.eigh(gram, eigvals_only=True, driver="evd", check_finite=False,
-                                  overwrite_a=True)
-        if evals[0] >= GRAM_FLOOR * evals[-1]:
+        evals = np.linalg.eigvalsh(gram64(a))
+        if evals[0] >= GRAM_FLOOR * a.shape[1] * evals[-1]:
             return evals
-    s = scipy.linalg.svd(a, compute_uv=False, check_finite=False)
+    s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
     return np.sort(s * s)
+
+
+def footprint(shape, itemsize: int) -> int:
+    """Bytes one layer of this shape needs while :func:`host_esd` runs (matrix, Gram, block)."""
+    n_cols = min(shape[0], shape[1])
+    return int(np.prod(shape, dtype=np.int64)) * itemsize + 8 * n_cols * n_cols \
+        + 8 * BLOCK_ELEMENTS
 
 
 def host_esd(
@@ -67,3 +123,73 @@ def host_esd(
     evals = np.stack([_slice_evals(a) for a in stack])  # (rf, M)
     return combine_slices(evals, ndim=w.ndim, n_rows=n_rows, normalize=normalize, pool=pool,
                           conv_norm=conv_norm, xp=np)
+
+
+def key_rng(key) -> np.random.Generator:
+    """A numpy ``Generator`` determined by a ``jax.random`` key (its raw key data) alone.
+
+    The host randomization draws with numpy (Fisher–Yates in C: ~10x faster than
+    ``jax.random.permutation``'s sorts on a CPU); the stream depends only on the explicit key.
+    """
+    import jax
+
+    data = np.asarray(jax.random.key_data(key), dtype=np.uint32).ravel()
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(data.tolist())))
+
+
+def host_randomize(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    r"""Permute the entries of ``w`` uniformly at random, independently per convolution slice.
+
+    The host twin of :func:`rmtkit.randomize` (same law, SPEC §6: each slice
+    ``W[:, :, i(, j)]`` keeps its multiset of entries), drawn from ``rng``.
+    """
+    w = np.asarray(w)
+    fan_out, fan_in = w.shape[:2]
+    stack = np.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0).reshape(-1, fan_out * fan_in)
+    out = np.empty_like(stack)
+    for i, row in enumerate(stack):
+        out[i] = row[rng.permutation(row.size)]
+    return np.moveaxis(out.reshape(-1, fan_out, fan_in), 0, -1).reshape(w.shape)
+
+
+def randomized_spectra(w: np.ndarray, key, *, conv_norm: float = 0.5,
+                       replicas: int | None = None) -> tuple[np.ndarray, float]:
+    r"""Spectrum of one randomization of ``w`` and the largest eigenvalue over ``replicas``.
+
+    ``w`` is permuted (:func:`host_randomize`, generator :func:`key_rng` of ``key``) and its
+    pooled spectrum computed like :func:`host_esd`; ``replicas`` (default: 5 when ``w`` has
+    fewer than 100 eigenvalues, else 1, as WeightWatcher) independent draws give
+    ``max_rand_eval``. Returns (the first draw's spectrum, ``max_rand_eval``).
+    """
+    w = np.asarray(w)
+    n_evals = min(w.shape[0], w.shape[1]) * int(np.prod(w.shape[2:], dtype=np.int64))
+    if replicas is None:
+        replicas = 5 if n_evals < 100 else 1
+    rng = key_rng(key)
+    first = layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)
+    top = float(first[-1])
+    for _ in range(replicas - 1):
+        top = max(top, float(layer_esd(host_randomize(w, rng), pool=True,
+                                      conv_norm=conv_norm)[-1]))
+    return first, top
+
+
+def use_device() -> bool:
+    """Whether layer spectra go to the accelerator (:mod:`rmtkit._device`): ``$RMTKIT_DEVICE_
+    SPECTRA`` if set (``1``/``0``), else whether JAX's default backend is not the CPU."""
+    env = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if env:
+        return env not in ("0", "off", "false", "no")
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def layer_esd(w: np.ndarray, *, pool: bool = True, conv_norm: float = 0.5) -> np.ndarray:
+    """One layer's eigenvalues by the route of this machine: :func:`host_esd` (LAPACK,
+    float64) on a CPU, :func:`rmtkit._device.device_esd` (float32 first) with a GPU."""
+    if use_device():
+        from rmtkit._device import device_esd
+
+        return device_esd(w, pool=pool, conv_norm=conv_norm)
+    return host_esd(w, pool=pool, conv_norm=conv_norm)

@@ -42,7 +42,11 @@ def _type_root(obj: Any) -> set[str]:
 
 def _load_path(path: Path, kw: dict) -> xr.DataTree:
     where = str(path)
-    if not path.exists():
+    try:
+        found = path.exists()
+    except (OSError, ValueError) as err:  # a name the OS cannot look up (too long, NUL byte)
+        raise MissingDataError(f"{where[:200]}: no such file or folder ({err})") from err
+    if not found:
         raise MissingDataError(f"{where}: no such file or folder")
     if path.is_dir():
         if any(path.glob("*.safetensors.index.json")) or any(path.glob("*.safetensors")):

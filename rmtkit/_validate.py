@@ -15,14 +15,37 @@ from jax.typing import ArrayLike
 
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 
-#: dtypes computed in float32 because JAX/LAPACK has no eigensolver for them
-_UPCAST = {jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)}
+
+def is_real_dtype(dtype) -> bool:
+    """Whether ``dtype`` holds real numbers: bool, integers, floats (ml_dtypes' bfloat16 and
+    float8 included), not complex, strings or objects."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biuf":
+        return True
+    try:
+        return jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    except TypeError:
+        return False
+
+
+def _narrow_float(dtype) -> bool:
+    """Floating dtypes below 32 bits (float16, bfloat16, float8, ...): LAPACK has none."""
+    return jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32
 
 
 def float_array(x: ArrayLike, name: str) -> Array:
-    """``jnp.asarray(x)`` with a floating dtype: half precision and integers become float32."""
-    x = jnp.asarray(x)
-    if x.dtype in _UPCAST or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
+    """``jnp.asarray(x)`` with a floating dtype: narrow floats and integers become float32.
+
+    Raises InvalidWeightsError for what is not an array of real numbers (complex, strings,
+    ragged nested lists, objects).
+    """
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise InvalidWeightsError(
+            f"`{name}` must be an array of real numbers, got {type(x).__name__} ({err})."
+        ) from err
+    if _narrow_float(x.dtype) or jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
         return x.astype(jnp.float32)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise InvalidWeightsError(
@@ -31,12 +54,16 @@ def float_array(x: ArrayLike, name: str) -> Array:
 
 
 def spectrum(x: ArrayLike, name: str = "evals") -> Array:
-    """A 1-D floating spectrum (one matrix); batches go through ``jax.vmap``."""
+    """A non-empty 1-D floating spectrum (one matrix); batches go through ``jax.vmap``."""
     x = float_array(x, name)
     if x.ndim != 1:
         raise InvalidWeightsError(
             f"`{name}` must be a 1-D spectrum, got shape {x.shape}; "
             "map over a batch with jax.vmap.")
+    if x.size == 0:
+        raise InvalidWeightsError(
+            f"`{name}` is empty: a spectrum needs at least one eigenvalue (mask padding "
+            "instead of removing it).")
     return x
 
 
@@ -78,6 +105,6 @@ def positive(value, name: str, *, integer: bool = False, allow_zero: bool = Fals
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kind) or not (
             value >= 0 if allow_zero else value > 0):
-        what = "integer" if integer else "number"
+        what = "an integer" if integer else "a number"
         bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidArgumentError(f"`{name}` must be a {what} {bound}; got {value!r}.")
+        raise InvalidArgumentError(f"`{name}` must be {what} {bound}; got {value!r}.")

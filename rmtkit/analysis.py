@@ -1,15 +1,23 @@
 r"""Model-level analysis: a weight collection in, an ``xarray.Dataset`` of per-layer metrics out.
 
-:func:`analyze` streams the layers of a collection (or of anything :func:`rmtkit.load` reads)
-one at a time: it reads one ``W``, computes its eigenvalues on the host (:mod:`rmtkit._host`,
-the conventions of :func:`rmtkit.esd`: raw units, conv slices pooled times ½), runs the per-layer
-extras that need ``W`` itself (randomization), and drops ``W``. The spectra are then grouped by
+:func:`analyze` streams the layers of a collection (or of anything :func:`rmtkit.load` reads):
+each layer's work -- read ``W``, check it, compute its eigenvalues (the conventions of
+:func:`rmtkit.esd`: raw units, conv slices pooled times ½), run the extras that need ``W``
+itself (randomization), drop ``W`` -- is one task (:mod:`rmtkit._exec`), run on local threads
+(``$RMTKIT_THREADS``, default all cores, one BLAS thread each; the layers in flight bounded by
+a memory budget, ``$RMTKIT_MEMORY``) or, for dask-backed weights with a ``dask.distributed``
+client active, on the cluster's workers (``executor=``). Eigenvalues come from host LAPACK in
+float64 on a CPU (:mod:`rmtkit._host`) and from the device, float32 first, with a GPU
+(:mod:`rmtkit._device`). The spectra are then grouped by
 :func:`rmtkit.bucket_length` (from :data:`MIN_BUCKET` = 256 up), padded with
 :func:`rmtkit.pad_spectra`, and every bucket is fitted
 by **one** jitted ``jax.vmap`` of :func:`rmtkit.fit_pl` (or ``fit_tpl``) and
-:func:`rmtkit.spectral_metrics` (and ``mp_fit``, ``detx``), in float64. The jitted kernels are
-cached at module level by (options, bucket length, batch size), and the batch size is fixed per
-bucket length, so a 200-layer model compiles a handful of kernels.
+:func:`rmtkit.spectral_metrics` (and ``mp_fit``, ``detx``, the randomized-spectrum statistics),
+in float64. The jitted kernels are cached at module level by (options, bucket length, batch
+size) and on disk (JAX's persistent compilation cache, :func:`rmtkit._exec.
+enable_compilation_cache`), and the batch size is fixed per bucket length, so a 200-layer
+model compiles a handful of kernels, once per machine. Results never depend on the executor,
+the thread count or the scheduling (tested bit for bit).
 
 The result has one row per layer along dim ``layer`` (one per convolution slice with
 ``pool=False``, with coordinate ``slice_id``); coordinates ``name`` (node path), ``kind``,
@@ -17,19 +25,50 @@ The result has one row per layer along dim ``layer`` (one per convolution slice 
 data variables named as in SPEC §4 and WeightWatcher, float, NaN when unavailable, and the string
 variable ``warning``. ``details.to_dataframe()`` is the familiar table.
 
-A bad layer never raises; its row carries NaN and a ``warning``:
+A bad layer never raises and never changes another layer's row (bit for bit); its row carries
+NaN and a ``warning`` saying why. Checks, in this order (the first that applies labels the row):
 
-- ``""``: 2 <= alpha <= 6; ``"over-trained"``: alpha < 2; ``"under-trained"``: alpha > 6.
-- ``"fit-failed"``: the fit found no admissible tail (NaN alpha; scale metrics reported).
-- ``"too-few-evals"``: fewer than ``min_evals`` eigenvalues, not fitted. The scale metrics
-  (``norm, log_norm, lambda_max, spectral_norm, log_spectral_norm, stable_rank, entropy,
-  matrix_rank, rank_loss, weak_rank_loss, num_evals``) are still reported, since they mean
-  something for any matrix; the alpha-based ones (``alpha, xmin, xmax, D, sigma,
-  num_pl_spikes, alpha_weighted, log_alpha_norm``, TPL/MP/detX/randomization) are NaN.
-- ``"too-many-evals"``: more than ``max_evals`` eigenvalues; ``W`` is not even read (sizes only).
-- ``"non-finite-weights"`` (NaN/Inf in ``W``), ``"all-zero"``: not analysed (sizes only).
 - ``"no-base-layer"``, ``"base-shape-mismatch"``: ``base=`` has no partner of that name/shape.
-- ``"read-failed: <reason>"``: reading ``W`` raised (e.g. a corrupt tensor; sizes only).
+- ``"too-many-evals"``: more than ``max_evals`` eigenvalues; ``W`` is not even read (sizes only).
+- ``"read-failed: <reason>"``: reading ``W`` raised anything (a corrupt tensor, a vanished
+  file, a loader's own error; sizes only).
+- ``"non-finite-weights"``: NaN or Inf in ``W`` (sizes only).
+- ``"all-zero"``: every entry 0 (sizes only).
+- ``"spectrum-overflow"`` / ``"spectrum-underflow"``: entries so large (max|W| above
+  :data:`SPECTRUM_MAX` / sqrt(size), 1e150 / sqrt(size)) or so small (all below
+  :data:`SPECTRUM_MIN` = 1e-150) that the eigenvalues would leave float64 (sizes only; only
+  float64 weights can be that extreme).
+- ``"esd-failed: <reason>"``: LAPACK did not converge on the spectrum (sizes only).
+- ``"too-few-evals"``: fewer than ``min_evals`` eigenvalues: a 1 x n or n x 1 matrix has one.
+- ``"rank-deficient"``: fewer than ``min_evals`` eigenvalues are numerically nonzero
+  (``numpy.linalg.matrix_rank`` of ``W`` as read, float32 or float64: :math:`\lambda_i >
+  \lambda_{\max} (N \epsilon)^2`). A constant matrix is rank 1: no alpha (the power law of one
+  eigenvalue is undefined); a rank-r product ``A @ B`` stored in float32 is rank r, its float32
+  round-off is not spectrum.
+- ``"duplicate-evals"``: more than half of the fitted eigenvalues (those above the fit's 1e-5
+  threshold), or of the tail the fit chose, lie within one window of relative width
+  :data:`FLAT_RTOL` = 0.1 %: they are equal up to round-off (an orthogonal or scaled identity
+  matrix, a layer with a block of equal singular values). A continuous power law gives ties
+  zero probability; the KS search would return an alpha of 1e7 or infinity there, a confident
+  wrong number.
+- ``"fit-failed"``: the fit returned no admissible tail or a non-finite alpha (e.g. fewer than two
+  eigenvalues above 1e-5, ``xmax=-k`` dropping too many, an empty "peak" window, a TPL fit that
+  does not converge): the fit-based metrics are NaN (``num_pl_spikes`` too), the others
+  reported.
+- ``""``: 2 <= alpha <= 6; ``"over-trained"``: alpha < 2; ``"under-trained"``: alpha > 6.
+
+Rows labelled ``too-few-evals``, ``rank-deficient`` or ``duplicate-evals`` keep their scale
+metrics (``norm, log_norm, lambda_max, spectral_norm, log_spectral_norm, stable_rank, entropy,
+matrix_rank, rank_loss, weak_rank_loss, num_evals``), which mean something for any matrix; the
+fit-based ones (``alpha, xmin, xmax, D, sigma, num_pl_spikes, alpha_weighted, log_alpha_norm``,
+TPL / MP / detX / randomization) are NaN. No variable is ever infinite (an infinity becomes NaN).
+
+Weights of another dtype than float32/float64 are analysed, not rejected, after an exact upcast
+(:func:`_as_float`): bool, integers and floats of at most 16 bits (float16, bfloat16, float8,
+int8, ...) to float32, wider integers to float64. The spectrum itself is computed in float64.
+
+Determinism: the same input, options and ``key`` give bit-identical details in any process
+(randomization draws only from ``key``; no global random state, clock or hash order is used).
 
 Sizes (``N, M, Q, rf`` and ``num_evals``, the number of eigenvalues of the row's spectrum) are
 always reported.
@@ -49,9 +88,11 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from rmtkit._host import host_esd
+from rmtkit._exec import dask_client, dask_map, enable_compilation_cache, ordered_map
+from rmtkit._host import footprint, layer_esd, randomized_spectra
+from rmtkit._validate import is_real_dtype
 from rmtkit.collection import KINDS, iter_layers, sanitize_path
-from rmtkit.errors import InvalidArgumentError, RmtkitError
+from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 from rmtkit.esd import bucket_length, pad_spectra
 from rmtkit.finetune import (
     LORA_MODES,
@@ -61,7 +102,7 @@ from rmtkit.finetune import (
     lora_collection,
 )
 from rmtkit.metrics import alpha_warning, spectral_metrics
-from rmtkit.powerlaw import FIX_FINGERS, XMIN_METHODS, fit_pl
+from rmtkit.powerlaw import EVALS_THRESH, FIX_FINGERS, XMIN_METHODS, fit_pl
 
 __all__ = [
     "DEFAULT_MIN_EVALS",
@@ -118,15 +159,32 @@ class _Options:
     detx: bool = False
 
 
+def _is_int(value) -> bool:
+    """An int (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_choice(value, name: str, allowed: tuple) -> None:
+    """Raise unless ``value`` is one of the str / None options ``allowed`` (any other type,
+    arrays included, is refused without comparing it)."""
+    if not ((value is None or isinstance(value, str)) and value in allowed):
+        raise InvalidArgumentError(
+            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r:.80}.")
+
+
+#: most eigenvalues ``xmax=-k`` may drop (a larger k leaves nothing to fit anyway)
+_MAX_DROP = 2**31 - 1
+
+
 def _check_options(*, min_evals, max_evals, pool, fit, xmin_method, xmin_max, xmax, fix_fingers,
-                   randomize, mp_fit, detx, lora) -> _Options:
-    _int = (int, np.integer)
-    if isinstance(min_evals, bool) or not isinstance(min_evals, _int) or min_evals < 0:
-        raise InvalidArgumentError(f"`min_evals` must be an int >= 0; got {min_evals!r}.")
+                   randomize, mp_fit, detx, lora, progress=False) -> _Options:
+    """Check every option's type and range (no layer is read); the kernels' static options."""
+    if not _is_int(min_evals) or min_evals < 0:
+        raise InvalidArgumentError(f"`min_evals` must be an int >= 0; got {min_evals!r:.80}.")
     if max_evals is not None:
-        if isinstance(max_evals, bool) or not isinstance(max_evals, _int) or max_evals < 1:
+        if not _is_int(max_evals) or max_evals < 1:
             raise InvalidArgumentError(
-                f"`max_evals` must be None or an int >= 1; got {max_evals!r}.")
+                f"`max_evals` must be None or an int >= 1; got {max_evals!r:.80}.")
         if max_evals < min_evals:
             raise InvalidArgumentError(
                 f"`max_evals`={max_evals} is smaller than `min_evals`={min_evals}: no layer "
@@ -134,33 +192,49 @@ def _check_options(*, min_evals, max_evals, pool, fit, xmin_method, xmin_max, xm
     for name, value in (("pool", pool), ("randomize", randomize), ("mp_fit", mp_fit),
                         ("detx", detx)):
         if not isinstance(value, (bool, np.bool_)):
-            raise InvalidArgumentError(f"`{name}` must be True or False; got {value!r}.")
-    if fit not in FITS:
+            raise InvalidArgumentError(f"`{name}` must be True or False; got {value!r:.80}.")
+    if not (isinstance(progress, (bool, np.bool_)) or (
+            isinstance(progress, str) and progress == "always")):
         raise InvalidArgumentError(
-            f"`fit` must be one of {', '.join(map(repr, FITS))}; got {fit!r}.")
-    if xmin_method not in XMIN_METHODS:
+            f"`progress` must be True, False or 'always'; got {progress!r:.80}.")
+    _check_choice(fit, "fit", FITS)
+    _check_choice(xmin_method, "xmin_method", XMIN_METHODS)
+    _check_choice(fix_fingers, "fix_fingers", FIX_FINGERS)
+    if not (xmax is None or (isinstance(xmax, str) and xmax == "force") or (
+            _is_int(xmax) and -_MAX_DROP <= xmax < 0)):
         raise InvalidArgumentError(
-            f"`xmin_method` must be one of {', '.join(map(repr, XMIN_METHODS))}; "
-            f"got {xmin_method!r}.")
-    if fix_fingers not in FIX_FINGERS:
+            f"`xmax` must be None, 'force' or a negative int -k (k < 2**31); got {xmax!r:.80}.")
+    if xmin_max is not None and not (
+            isinstance(xmin_max, (int, float, np.integer, np.floating))
+            and not isinstance(xmin_max, (bool, np.bool_))
+            and math.isfinite(xmin_max) and xmin_max > 0):
         raise InvalidArgumentError(
-            f"`fix_fingers` must be one of {', '.join(map(repr, FIX_FINGERS))}; "
-            f"got {fix_fingers!r}.")
-    if not (xmax is None or xmax == "force" or (
-            isinstance(xmax, int) and not isinstance(xmax, bool) and xmax < 0)):
-        raise InvalidArgumentError(
-            f"`xmax` must be None, 'force' or a negative int -k; got {xmax!r}.")
-    if xmin_max is not None and not (isinstance(xmin_max, (int, float)) and xmin_max > 0):
-        raise InvalidArgumentError(f"`xmin_max` must be None or a number > 0; got {xmin_max!r}.")
+            f"`xmin_max` must be None or a finite number > 0; got {xmin_max!r:.80}.")
     if fit != "PL" and (fix_fingers is not None or xmax is not None):
         raise InvalidArgumentError(
             f"`fix_fingers` and `xmax` apply to fit='PL' only; got fit={fit!r}.")
-    if lora not in LORA_MODES:
-        raise InvalidArgumentError(
-            f"`lora` must be one of {', '.join(map(repr, LORA_MODES))}; got {lora!r}.")
+    _check_choice(lora, "lora", LORA_MODES)
     return _Options(fit=fit, xmin_method=xmin_method,
-                    xmin_max=None if xmin_max is None else float(xmin_max), xmax=xmax,
+                    xmin_max=None if xmin_max is None else float(xmin_max),
+                    xmax=xmax if xmax is None or isinstance(xmax, str) else int(xmax),
                     fix_fingers=fix_fingers, mp_fit=bool(mp_fit), detx=bool(detx))
+
+
+def _check_key(key) -> None:
+    """Raise unless ``key`` is None, an int seed in the int64 range or a ``jax.random`` key."""
+    if key is None:
+        return
+    if isinstance(key, (bool, np.bool_)):
+        raise InvalidArgumentError(f"`key` must be a jax.random key or an int seed; got {key!r}.")
+    if _is_int(key):
+        if not -2**63 <= int(key) < 2**63:
+            raise InvalidArgumentError(f"`key` seed {key} is outside the int64 range.")
+        return
+    try:
+        jax.random.fold_in(key, 0)
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(
+            f"`key` must be a jax.random key or an int seed; got {key!r:.80}.") from err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +258,10 @@ class _Filter:
 def _filter_items(value, what: str) -> list:
     if isinstance(value, (str, int, np.integer)):
         return [value]
-    if isinstance(value, Iterable) and not isinstance(value, Mapping):
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
+    if isinstance(value, Iterable) and not isinstance(
+            value, (Mapping, bytes, bytearray, np.ndarray)):
         return list(value)
     raise InvalidArgumentError(
         f"`layers` {what} must be an int, a str or a list of them; got {value!r}.")
@@ -324,6 +401,7 @@ class _Row:
     n_expected: int
     warning: str = ""
     evals: np.ndarray | None = None
+    rand_evals: np.ndarray | None = None
     values: dict = field(default_factory=dict)
 
 
@@ -347,30 +425,112 @@ def _plan(path: str, w: xr.DataArray, *, pool: bool, min_evals: int,
     return rows
 
 
+#: |W| above ``SPECTRUM_MAX / sqrt(W.size)`` would overflow float64 eigenvalues (their sum is
+#: :math:`\lVert W \rVert_F^2 \le` size * max|W|^2); |W| below ``SPECTRUM_MIN`` everywhere would
+#: underflow them (squares under 1e-300 lose their digits). Only float64 weights get there.
+SPECTRUM_MAX = 1e150
+SPECTRUM_MIN = 1e-150
+#: eigenvalues within this relative distance are equal up to round-off (``duplicate-evals``:
+#: a tail of such values would give an alpha above ~1000, or infinite)
+FLAT_RTOL = 1e-3
+#: warnings of rows reported with their scale metrics only (nothing fitted is kept)
+_SCALE_ONLY = ("too-few-evals", "rank-deficient", "duplicate-evals")
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    """``W`` in a dtype the eigensolvers take: float32 / float64 as they are; bool, integers
+    and floats of at most 16 bits (float16, bfloat16, float8, int8, ...) as float32, wider
+    integers as float64 -- both exact for every value of those types (int64 beyond 2**53
+    aside)."""
+    if a.dtype in (np.float32, np.float64):
+        return a
+    if not is_real_dtype(a.dtype):
+        raise InvalidWeightsError(f"W has dtype {a.dtype}; real numbers were expected")
+    return a.astype(np.float32 if a.dtype.itemsize <= 2 else np.float64)
+
+
+def _value_warning(a: np.ndarray) -> str:
+    """Why ``W`` cannot be analysed for its values ('' when it can): NaN/Inf, all zero, or
+    magnitudes whose eigenvalues leave float64 (one pass of min/max, no temporary)."""
+    lo, hi = float(np.min(a)), float(np.max(a))  # NaN propagates through min / max
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "non-finite-weights"
+    top = max(abs(lo), abs(hi))
+    if top == 0.0:
+        return "all-zero"
+    if top > SPECTRUM_MAX / math.sqrt(a.size):
+        return "spectrum-overflow"
+    if top < SPECTRUM_MIN:
+        return "spectrum-underflow"
+    return ""
+
+
+def _numerical_rank(evals: np.ndarray, n_rows: int, dtype: np.dtype) -> int:
+    r"""``numpy.linalg.matrix_rank`` of the (float32 / float64) ``W`` a row comes from: singular
+    values :math:`s_i > s_{\max} N \epsilon`, i.e. :math:`\lambda_i > \lambda_{\max}
+    (N\epsilon)^2`, :math:`\epsilon` the machine epsilon of ``W``'s dtype (round-off of a
+    float32 matrix is not rank)."""
+    eps = float(np.finfo(dtype).eps)
+    return int(np.count_nonzero(evals > np.max(evals) * (n_rows * eps) ** 2))
+
+
+def _duplicate_heavy(values: np.ndarray) -> bool:
+    """More than half of ``values`` (at least 2) lie in one window ``[x, x * (1 +
+    FLAT_RTOL)]``: equal up to round-off. A continuous power law gives ties zero probability,
+    so such a spectrum (or tail) has no meaningful alpha; a real spectrum has a few eigenvalues
+    per 0.1 % window at most."""
+    n = values.size
+    if n < 2:
+        return False
+    values = np.sort(values)
+    ends = np.searchsorted(values, values * (1.0 + FLAT_RTOL), side="right")
+    return bool(2 * np.max(ends - np.arange(n)) > n)
+
+
+def _spectrum_warning(evals: np.ndarray, n_rows: int, dtype: np.dtype, min_evals: int) -> str:
+    """Why a row's (ascending) spectrum is not fitted ('' when it is): too few eigenvalues,
+    fewer than ``min_evals`` of them numerically nonzero, or most of the fitted ones equal."""
+    if evals.size < min_evals:
+        return "too-few-evals"
+    if _numerical_rank(evals, n_rows, dtype) < min_evals:
+        return "rank-deficient"
+    if _duplicate_heavy(evals[evals > EVALS_THRESH]):
+        return "duplicate-evals"
+    return ""
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _read_spectra(w: xr.DataArray, rows: list[_Row], *, pool: bool, min_evals: int):
-    """Read ``W``, fill the rows' spectra (or a warning); return the array (or None)."""
+    """Read ``W``, fill the rows' spectra (or a warning); return the array (or None).
+
+    Never raises for a bad layer: the checks of the module docstring, in its order, turn into
+    the rows' ``warning``.
+    """
     try:
-        a = np.asarray(w.values)
-    except (RmtkitError, OSError, ValueError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        a = _as_float(np.asarray(w.values))
+    except Exception as err:  # whatever reading one layer raises, the others go on
         for row in rows:
-            row.warning = f"read-failed: {msg}"
+            row.warning = f"read-failed: {_first_line(err)}"
         return None
-    if not np.all(np.isfinite(a)):
+    reason = _value_warning(a)
+    if reason:
         for row in rows:
-            row.warning = "non-finite-weights"
+            row.warning = reason
         return None
-    if not np.any(a):
+    try:
+        evals = layer_esd(a, pool=pool, conv_norm=CONV_NORM)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
         for row in rows:
-            row.warning = "all-zero"
+            row.warning = f"esd-failed: {_first_line(err)}"
         return None
-    evals = host_esd(a, pool=pool, conv_norm=CONV_NORM)
     if evals.ndim == 1:
         evals = evals[None, :]
     for row, e in zip(rows, evals, strict=True):
         row.evals = e
-        if e.size < min_evals:
-            row.warning = "too-few-evals"
+        row.warning = _spectrum_warning(e, row.N, a.dtype, min_evals)
     return a
 
 
@@ -379,35 +539,55 @@ def _read_spectra(w: xr.DataArray, rows: list[_Row], *, pool: bool, min_evals: i
 
 
 def _as_key(key):
+    """A typed ``jax.random`` key from ``None`` (key 0), an int seed, a raw or a typed key."""
     if key is None:
         return jax.random.key(0)
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
-    return key
+    try:
+        arr = jnp.asarray(key)
+        if jnp.issubdtype(arr.dtype, jax.dtypes.prng_key):
+            return key
+        if arr.dtype == jnp.uint32:
+            return jax.random.wrap_key_data(arr)  # legacy raw key
+    except (TypeError, ValueError):
+        pass
+    raise InvalidArgumentError(
+        f"`key` must be a jax.random key (jax.random.key(seed)) or an int seed; got {key!r}.")
+
+
+def _portable_key(key) -> tuple[np.ndarray, str]:
+    """(raw key data, implementation name) of a key: plain data for threads and dask tasks."""
+    key = _as_key(key)
+    return np.asarray(jax.random.key_data(key)), str(jax.random.key_impl(key))
 
 
 def _randomize_rows(a: np.ndarray, rows: list[_Row], key, *, pool: bool) -> None:
-    from rmtkit.traps import correlation_traps
+    r"""Randomized spectra of a layer's rows (SPEC §6), on the host, while ``W`` is in memory.
 
+    Layer key ``fold_in(key, layer_id)``; pooled (or dense): one permutation per slice of the
+    whole kernel, spectrum times ``conv_norm``; unpooled: slice ``s`` alone, times
+    ``sqrt(rf * conv_norm)`` (the units of its row), key
+    ``fold_in(layer_key, s)``. The statistics are computed in the bucket kernels
+    (:func:`_one_rand`).
+    """
     todo = [r for r in rows if r.evals is not None and r.warning == ""]
     if not todo:
         return
     layer_key = jax.random.fold_in(key, rows[0].layer_id)
-    with jax.enable_x64(True):
-        if pool or a.ndim == 2:
-            stats = [correlation_traps(a, layer_key, conv_norm=CONV_NORM)]
-        else:  # one row per slice, each in the units of its unpooled spectrum (x rf/2)
-            fan_out, fan_in = a.shape[:2]
-            stack = np.moveaxis(a.reshape(fan_out, fan_in, -1), -1, 0)
-            gain = math.sqrt(stack.shape[0] * CONV_NORM)
-            stats = [correlation_traps(stack[r.slice_id].astype(np.float64) * gain,
-                                       jax.random.fold_in(layer_key, r.slice_id))
-                     for r in rows]
-        for row, st in zip(rows, stats, strict=True):
-            if row not in todo:
-                continue
-            for name in _RAND_VARS:
-                row.values[name] = float(getattr(st, name))
+    if pool or a.ndim == 2:
+        units = [(a, layer_key, rows[0])]
+    else:
+        fan_out, fan_in = a.shape[:2]
+        stack = np.moveaxis(a.reshape(fan_out, fan_in, -1), -1, 0)
+        gain = math.sqrt(stack.shape[0] * CONV_NORM)
+        units = [(stack[r.slice_id].astype(np.float64) * gain,
+                  jax.random.fold_in(layer_key, r.slice_id), r) for r in todo]
+    for mat, k, row in units:
+        if row not in todo:
+            continue
+        row.rand_evals, row.values["max_rand_eval"] = randomized_spectra(
+            mat, k, conv_norm=CONV_NORM)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +652,27 @@ def _one_detx(evals, mask) -> dict:
             "detX_val": jnp.asarray(d.detX_val).astype(jnp.float64)}
 
 
+def _one_rand(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
+    r"""Randomization statistics of one row (SPEC §6, as :func:`rmtkit.correlation_traps`):
+    the MP fit of the randomized spectrum (``num_traps`` = its spikes), ``rand_distance``,
+    ``ww_softrank`` = max_rand_eval / :math:`\lambda_{\max}`, ``ww_maxdist``."""
+    from rmtkit.mp import mp_fit
+    from rmtkit.traps import _rand_distance
+
+    fit = mp_fit(rand_evals, mask, Q=q, M=m_slice, margin="ww")
+    lam_max = jnp.max(jnp.where(mask, evals, -jnp.inf))
+    ok = fit.ok & jnp.isfinite(lam_max) & (lam_max > 0)
+    safe_max = jnp.where(ok, lam_max, 1.0)
+    out = dict(rand_distance=_rand_distance(evals, rand_evals, mask, "ww", 100),
+               max_rand_eval=max_rand_eval, ww_softrank=max_rand_eval / safe_max,
+               ww_maxdist=lam_max - max_rand_eval,
+               num_traps=jnp.where(fit.ok, fit.num_spikes, -1), rand_sigma_mp=fit.sigma,
+               rand_mp_softrank=fit.mp_softrank, rand_bulk_max=fit.bulk_max)
+    nan = jnp.asarray(jnp.nan, jnp.float64)
+    return {k: jnp.where(ok | (k == "rand_distance"), jnp.asarray(v).astype(jnp.float64), nan)
+            for k, v in out.items()}
+
+
 @functools.cache
 def _kernel(what: str, opts: _Options | None = None):
     """A jitted, vmapped per-bucket kernel, cached per option set (jit caches the shapes).
@@ -483,19 +684,51 @@ def _kernel(what: str, opts: _Options | None = None):
         fn = functools.partial(_one, opts=opts)
     elif what == "mp":
         fn = _one_mp
+    elif what == "rand":
+        fn = _one_rand
     else:
         fn = _one_detx
     return jax.jit(jax.vmap(fn))
 
 
+def _rand_inputs(chunk: list[_Row], length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded randomized spectra and ``max_rand_eval`` of a chunk (rows without: NaN)."""
+    rand = np.ones((size, length))
+    top = np.full(size, np.nan)
+    for i, r in enumerate(chunk):
+        if r.rand_evals is not None:
+            rand[i, :r.rand_evals.size] = r.rand_evals
+            top[i] = r.values["max_rand_eval"]
+    return rand, top
+
+
+def _fit_options(opts: _Options) -> _Options:
+    """The options the fit kernel depends on (its cache key)."""
+    return _Options(fit=opts.fit, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max,
+                    xmax=opts.xmax, fix_fingers=opts.fix_fingers)
+
+
+def _run_kernels(opts: _Options, evals, mask, n_rows, q, m_slice, rand=None) -> dict:
+    """The kernels of one padded chunk (fit + metrics, and MP / detX / randomization as
+    asked), as host arrays by variable name."""
+    out = dict(_kernel("fit", _fit_options(opts))(evals, mask, n_rows))
+    if opts.mp_fit:
+        out.update(_kernel("mp")(evals, mask, q, m_slice))
+    if opts.detx:
+        out.update(_kernel("detx")(evals, mask))
+    if rand is not None:
+        out.update(_kernel("rand")(evals, mask, rand[0], rand[1], q, m_slice))
+    return jax.device_get(out)
+
+
 def _fit_rows(rows: list[_Row], opts: _Options) -> None:
     """Fit every row that has a spectrum, bucket by bucket; fill ``row.values``."""
-    todo = [r for r in rows if r.evals is not None and r.warning in ("", "too-few-evals")]
+    todo = [r for r in rows if r.evals is not None and r.warning in ("",) + _SCALE_ONLY]
     by_length: dict[int, list[_Row]] = {}
     for r in todo:
         by_length.setdefault(bucket_length(r.evals.size, min_length=MIN_BUCKET), []).append(r)
-    fit_opts = _Options(fit=opts.fit, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max,
-                        xmax=opts.xmax, fix_fingers=opts.fix_fingers)
+    if todo:
+        enable_compilation_cache()
     with jax.enable_x64(True):
         for length, group in sorted(by_length.items()):
             size = _batch_size(length)
@@ -508,26 +741,45 @@ def _fit_rows(rows: list[_Row], opts: _Options) -> None:
                 n_rows = np.array([r.N for r in chunk] + [1] * pad, np.float64)
                 q = np.array([r.N / r.M for r in chunk] + [1.0] * pad, np.float64)
                 m_slice = np.array([r.M for r in chunk] + [1] * pad, np.float64)
-                out = dict(_kernel("fit", fit_opts)(evals, mask, n_rows))
-                if opts.mp_fit:
-                    out.update(_kernel("mp")(evals, mask, q, m_slice))
-                if opts.detx:
-                    out.update(_kernel("detx")(evals, mask))
-                out = jax.device_get(out)
+                rand = None
+                if any(r.rand_evals is not None for r in chunk):
+                    rand = _rand_inputs(chunk, length, size)
+                out = _run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
                 for i, r in enumerate(chunk):
-                    r.values.update({k: float(v[i]) for k, v in out.items()})
+                    r.values.update({k: float(v[i]) for k, v in out.items()
+                                     if r.rand_evals is not None or k not in _RAND_VARS})
     for r in todo:
-        v = r.values
-        for name in ("num_spikes", "detX_num"):
-            if v.get(name, 0.0) < 0:
-                v[name] = np.nan
-        if r.warning == "too-few-evals":
-            for name in _FIT_VARS + _ALPHA_METRICS + _FINGER_VARS + _TPL_VARS + _MP_VARS \
-                    + _DETX_VARS:
-                if name in v:
-                    v[name] = np.nan
+        _finish_row(r)
+
+
+def _finish_row(r: _Row) -> None:
+    """The row's final values and ``warning`` after the kernels (module docstring): negative
+    count sentinels and infinities become NaN; the alpha label, or "duplicate-evals" when most
+    of the fitted tail is one value; rows with a :data:`_SCALE_ONLY` warning keep their scale
+    metrics only."""
+    v = r.values
+    for name in ("num_spikes", "detX_num", "num_traps"):
+        if v.get(name, 0.0) < 0:
+            v[name] = np.nan
+    for name, value in v.items():
+        if math.isinf(value):  # never a confident infinite number
+            v[name] = np.nan
+    if r.warning not in _SCALE_ONLY:
+        alpha = v["alpha"]
+        if math.isfinite(alpha) and _duplicate_heavy(
+                r.evals[(r.evals >= v["xmin"]) & (r.evals <= v["xmax"])]):
+            r.warning = "duplicate-evals"
         else:
-            r.warning = alpha_warning(v["alpha"])
+            r.warning = alpha_warning(alpha)
+    if r.warning in _SCALE_ONLY:
+        for name in _FIT_VARS + _ALPHA_METRICS + _FINGER_VARS + _TPL_VARS + _MP_VARS \
+                + _DETX_VARS + _RAND_VARS:
+            if name in v:
+                v[name] = np.nan
+    elif r.warning == "fit-failed":  # NaN, never a count of 0 (SPEC §4)
+        for name in _FIT_VARS + _ALPHA_METRICS + _FINGER_VARS + _TPL_VARS:
+            if name in v:
+                v[name] = np.nan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,23 +881,61 @@ def _describe_input(obj) -> str:
 # Public API.
 
 
+def _cost(item: tuple[str, xr.DataArray]) -> int:
+    """Bytes a layer needs while its spectrum is computed (:func:`rmtkit._host.footprint`)."""
+    w = item[1]
+    return footprint(w.shape, w.dtype.itemsize) if w.ndim >= 2 else 0
+
+
+def _layer_rows(item: tuple[str, xr.DataArray], *, pool: bool, min_evals: int,
+                max_evals: int | None, randomize: bool, key) -> tuple[str, list[_Row]]:
+    """One layer's work: plan its rows, read and check ``W``, its spectra (and randomization).
+
+    Runs on a local worker thread or a dask worker; ``key`` is :func:`_portable_key`'s.
+    """
+    path, w = item
+    layer_rows = _plan(path, w, pool=pool, min_evals=min_evals, max_evals=max_evals)
+    if not layer_rows[0].warning:
+        a = _read_spectra(w, layer_rows, pool=pool, min_evals=min_evals)
+        if a is not None and randomize:
+            data, impl = key
+            _randomize_rows(a, layer_rows, jax.random.wrap_key_data(data, impl=impl), pool=pool)
+    return path, layer_rows
+
+
+def _remote_layer(path: str, dims: tuple, attrs: dict, array: np.ndarray,
+                  options: dict) -> tuple[str, list[_Row]]:
+    """:func:`_layer_rows` of one layer's array on a dask worker (rebuilt as a DataArray)."""
+    return _layer_rows((path, xr.DataArray(array, dims=dims, attrs=attrs)), **options)
+
+
 def _collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progress,
-             randomize=False, key=None, label="rmtkit") -> list[_Row]:
-    """Resolve, select and stream the layers: rows with spectra (and randomization)."""
+             randomize=False, key=None, label="rmtkit", workers=None,
+             executor=None) -> list[_Row]:
+    """Resolve, select and stream the layers: rows with spectra (and randomization).
+
+    The layers run on local threads (:func:`rmtkit._exec.ordered_map`) or, when
+    :func:`rmtkit._exec.dask_client` finds a cluster for them, as one task per layer on its
+    workers (:func:`rmtkit._exec.dask_map`); rows come back in layer order either way.
+    """
     filt = _parse_layers(layers)
     tree = _resolve(weights, base=base, lora=lora)
     chosen = _select(tree, filt, layers)
-    key = _as_key(key) if randomize else None
+    key = _portable_key(key) if randomize else None
+    options = dict(pool=pool, min_evals=min_evals, max_evals=max_evals, randomize=randomize,
+                   key=key)
+    client = dask_client(executor, dask_backed=any(w.chunks is not None for _, w in chosen))
+    if client is None:
+        results = ordered_map(functools.partial(_layer_rows, **options), chosen,
+                              workers=workers, cost=_cost)
+    else:
+        results = dask_map(client, _remote_layer, [
+            (path, w.dims, dict(w.attrs), w.data if w.chunks is not None else w.chunk().data,
+             options) for path, w in chosen])
     bar = _Progress(len(chosen), progress, label)
     rows: list[_Row] = []
     try:
-        for path, w in chosen:
-            layer_rows = _plan(path, w, pool=pool, min_evals=min_evals, max_evals=max_evals)
-            if not layer_rows[0].warning:
-                a = _read_spectra(w, layer_rows, pool=pool, min_evals=min_evals)
-                if a is not None and randomize:
-                    _randomize_rows(a, layer_rows, key, pool=pool)
-                del a
+        for path, layer_rows in results:
             rows.extend(layer_rows)
             bar.step(path)
     finally:
@@ -672,6 +962,7 @@ def analyze(
     lora: str = "delta",
     key: Any = None,
     progress: bool | str = True,
+    executor: Any = None,
 ) -> xr.Dataset:
     r"""HT-SR metrics of every layer of a model: one row per layer, one variable per metric.
 
@@ -685,7 +976,8 @@ def analyze(
         Which layers (ids, kinds, name patterns; include / exclude): :func:`select_layers`.
     min_evals : int, default 50
         Layers (rows) with fewer eigenvalues are not fitted: NaN alpha, ``"too-few-evals"``
-        (scale metrics still reported). WeightWatcher's default is 8.
+        (scale metrics still reported); with fewer numerically nonzero ones,
+        ``"rank-deficient"`` (module docstring). WeightWatcher's default is 8.
     max_evals : int, optional
         Layers with more eigenvalues are skipped without reading them (``"too-many-evals"``).
     pool : bool, default True
@@ -717,6 +1009,13 @@ def analyze(
         ``jax.random.key(0)``: results are reproducible.
     progress : bool or "always", default True
         A progress bar on stderr when it is a terminal (``"always"``: in any case).
+    executor : None, "auto", "threads", "dask" or distributed.Client
+        Where the per-layer work (read ``W``, its eigenvalues, its randomization) runs. Default:
+        local threads (``$RMTKIT_THREADS``, default all cores; layers in flight bounded by
+        ``$RMTKIT_MEMORY``, default 512 MiB), or, when the weights are dask-backed (e.g.
+        ``rmtkit.load(path).chunk()``) and a ``dask.distributed`` client is active, one task
+        per layer on the cluster's workers. ``"dask"`` or a ``Client`` forces the cluster
+        (see :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
 
     Returns
     -------
@@ -743,16 +1042,12 @@ def analyze(
     opts = _check_options(min_evals=min_evals, max_evals=max_evals, pool=pool, fit=fit,
                           xmin_method=xmin_method, xmin_max=xmin_max, xmax=xmax,
                           fix_fingers=fix_fingers, randomize=randomize, mp_fit=mp_fit, detx=detx,
-                          lora=lora)
-    if randomize and key is not None and not isinstance(key, (int, np.integer)):
-        try:
-            jax.random.fold_in(key, 0)
-        except (TypeError, ValueError) as err:
-            raise InvalidArgumentError(
-                f"`key` must be a jax.random key or an int seed; got {key!r}.") from err
+                          lora=lora, progress=progress)
+    dask_client(executor)  # a bad executor fails before any work
+    _check_key(key)
     rows = _collect(weights, layers=layers, min_evals=min_evals, max_evals=max_evals, pool=pool,
                     base=base, lora=lora, progress=progress, randomize=randomize, key=key,
-                    label="analyze")
+                    label="analyze", executor=executor)
     _fit_rows(rows, opts)
     attrs = {
         "rmtkit_function": "analyze", "model": _describe_input(weights), "fit": fit,
@@ -816,20 +1111,22 @@ def spectra(
     base: Any = None,
     lora: str = "delta",
     progress: bool | str = False,
+    executor: Any = None,
 ) -> xr.DataArray:
     """The eigenvalue spectra :func:`analyze` fits, as a ``(layer, eval)`` DataArray.
 
     Rows and coordinates as in :func:`analyze` (with the same ``layers``, ``pool``,
-    ``max_evals``); each row holds its spectrum in ascending order (raw units, pooled conv
-    slices times ½; unpooled times ``rf/2``), padded with NaN to the longest. Rows that
+    ``max_evals``, ``executor``); each row holds its spectrum in ascending order (raw units,
+    pooled conv slices times ½; unpooled times ``rf/2``), padded with NaN to the longest. Rows that
     :func:`analyze` cannot compute (``max_evals``, non-finite, all-zero) are all NaN; the
     ``warning`` coordinate says why. ``min_evals`` (default 0 here) only sets that label.
     """
     _check_options(min_evals=min_evals, max_evals=max_evals, pool=pool, fit="PL",
                    xmin_method="search", xmin_max=None, xmax=None, fix_fingers=None,
-                   randomize=False, mp_fit=False, detx=False, lora=lora)
+                   randomize=False, mp_fit=False, detx=False, lora=lora, progress=progress)
+    dask_client(executor)  # a bad executor fails before any work
     rows = _collect(weights, layers=layers, min_evals=min_evals, max_evals=max_evals, pool=pool,
-                    base=base, lora=lora, progress=progress, label="spectra")
+                    base=base, lora=lora, progress=progress, label="spectra", executor=executor)
     length = max((r.evals.size for r in rows if r.evals is not None), default=0)
     out = np.full((len(rows), length), np.nan)
     for i, r in enumerate(rows):
@@ -929,8 +1226,14 @@ def concat(results: Mapping[str, xr.Dataset] | Sequence[xr.Dataset], *, dim: str
 
 
 def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model",
-                 **kwargs) -> xr.Dataset:
-    """:func:`analyze` each model (mapping name -> model, or a sequence) and :func:`concat`."""
+                 executor: Any = None, **kwargs) -> xr.Dataset:
+    """:func:`analyze` each model (mapping name -> model, or a sequence) and :func:`concat`.
+
+    With a ``dask.distributed`` client active (or ``executor="dask"`` / a ``Client``), each
+    model is one task on the cluster's workers (a path is read where its task runs: the
+    workers need the files), the results are gathered in order; ``executor="threads"`` keeps
+    everything in this process. ``kwargs`` are :func:`analyze`'s.
+    """
     if isinstance(models, Mapping):
         items = list(models.items())
     else:
@@ -938,7 +1241,14 @@ def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model
                   else str(i), m) for i, m in enumerate(models)]
     if not items:
         raise InvalidArgumentError("`models` is empty.")
-    return concat({name: analyze(m, **kwargs) for name, m in items}, dim=dim)
+    client = dask_client(executor, dask_backed=True)
+    if client is None:
+        results = {name: analyze(m, executor=executor, **kwargs) for name, m in items}
+    else:
+        kwargs = dict(kwargs, progress=False, executor="threads")
+        done = dask_map(client, functools.partial(analyze, **kwargs), [(m,) for _, m in items])
+        results = dict(zip([name for name, _ in items], done, strict=True))
+    return concat(results, dim=dim)
 
 
 def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = ("frobenius", "cosine", "cka"),

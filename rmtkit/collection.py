@@ -37,6 +37,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from rmtkit._validate import is_real_dtype
 from rmtkit.errors import InvalidWeightsError
 
 __all__ = [
@@ -60,6 +61,7 @@ DIMS: dict[str, tuple[str, ...]] = {
     "conv2d": ("fan_out", "fan_in", "kh", "kw"),
     "embedding": ("vocab", "dim"),
 }
+#: The layer kinds a collection holds (the keys of :data:`DIMS`).
 KINDS: tuple[str, ...] = tuple(DIMS)
 _REQUIRED_ATTRS = ("kind", "layer_id", "source", "framework", "op", "dtype")
 _KIND_BY_NDIM = {2: "dense", 3: "conv1d", 4: "conv2d"}
@@ -111,24 +113,28 @@ class LazyArray(BackendArray):
     than the tensor being read.
     """
 
-    def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any):
+    def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any,
+                 name: str = ""):
         self._load = load
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
+        self.name = name  # the source tensor, for error messages
 
     def map(
         self, fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], dtype: Any = None
     ) -> "LazyArray":
         """Compose a further transform, still lazily."""
         load = self._load
-        return LazyArray(lambda: fn(load()), shape, self.dtype if dtype is None else dtype)
+        return LazyArray(lambda: fn(load()), shape, self.dtype if dtype is None else dtype,
+                         self.name)
 
     def load(self) -> np.ndarray:
         """Read the full array (checking it has the promised shape)."""
         a = np.asarray(self._load())
         if a.shape != self.shape:
             raise InvalidWeightsError(
-                f"lazy tensor produced shape {a.shape}, expected {self.shape}"
+                f"tensor {self.name!r}: its loader produced shape {a.shape}, expected "
+                f"{self.shape}"
             )
         return a.astype(self.dtype, copy=False)
 
@@ -219,6 +225,7 @@ def weight_node(
         elif data.dtype != _float_dtype(data.dtype):
             data = array.map(lambda a: canonicalize(a), out_shape, _float_dtype(array.dtype))
         ndim = len(out_shape)
+        data.name = data.name or str(source)
         wrapped = indexing.LazilyIndexedArray(data)
     elif type(array).__module__.startswith("dask"):
         if perm is not None:
@@ -313,8 +320,10 @@ def validate_collection(tree: Any) -> xr.DataTree:
 
     A valid collection is an :class:`xarray.DataTree` with at least one layer node (a node
     holding a data variable ``W``); each layer's ``W`` has the canonical dims of its ``kind``
-    (see :data:`DIMS`), a floating dtype and no empty axis; its attrs hold ``kind``,
-    ``layer_id`` (an int, unique in the tree), ``source``, ``framework``, ``op`` and ``dtype``.
+    (see :data:`DIMS`), a real dtype (any float, bfloat16 and float8 included, integer or bool:
+    :func:`rmtkit.analyze` upcasts what is not float32/float64) and no empty axis; its attrs
+    hold ``kind``, ``layer_id`` (an int, unique in the tree), ``source``, ``framework``, ``op``
+    and ``dtype``.
     Values are not read (NaN/Inf are allowed through and flagged by the analysis).
 
     Raises
@@ -347,8 +356,11 @@ def validate_collection(tree: Any) -> xr.DataTree:
             raise InvalidWeightsError(
                 f"layer {path!r}: a {kind} W must have dims {DIMS[kind]}, got {tuple(w.dims)}"
             )
-        if not np.issubdtype(w.dtype, np.floating):
-            raise InvalidWeightsError(f"layer {path!r}: W must be floating, got {w.dtype}")
+        if not is_real_dtype(w.dtype):
+            raise InvalidWeightsError(
+                f"layer {path!r}: W must hold real numbers (float, bfloat16, integer), got "
+                f"{w.dtype}"
+            )
         if 0 in w.shape:
             raise InvalidWeightsError(f"layer {path!r}: W has an empty axis, shape {w.shape}")
         lid = node.attrs["layer_id"]

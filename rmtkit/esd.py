@@ -170,10 +170,25 @@ def bucket_length(n: int, *, min_length: int = MIN_BUCKET) -> int:
     Padding wastes at most a third of the length, and a model with layer sizes up to
     :math:`2^{k}` compiles at most about :math:`2 \\log_2(2^k / 64)` kernels per function.
     """
+    _validate.positive(min_length, "min_length", integer=True)
+    _validate.positive(n, "n", integer=True, allow_zero=True)
     length = min_length
     while length < n:
         length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
     return length
+
+
+def _host_spectrum(s: ArrayLike, i: int) -> np.ndarray:
+    """Spectrum ``i`` of :func:`pad_spectra` as a flat numpy array of real numbers."""
+    try:
+        a = np.asarray(s)
+    except (TypeError, ValueError) as err:
+        raise _validate.InvalidWeightsError(
+            f"`spectra[{i}]` must be an array of real numbers ({err}).") from err
+    if a.dtype.kind not in "biuf" and not _validate.is_real_dtype(a.dtype):
+        raise _validate.InvalidWeightsError(
+            f"`spectra[{i}]` must hold real numbers, got dtype {a.dtype}.")
+    return a.reshape(-1)
 
 
 def pad_spectra(
@@ -186,11 +201,14 @@ def pad_spectra(
 
     Returns numpy arrays (host-side bookkeeping; JAX receives them as one batched input).
     """
-    arrays = [np.asarray(s).reshape(-1) for s in spectra]
+    arrays = [_host_spectrum(s, i) for i, s in enumerate(spectra)]
     longest = max((a.size for a in arrays), default=0)
-    length = bucket_length(longest) if length is None else length
+    if length is None:
+        length = bucket_length(longest)
+    _validate.positive(length, "length", integer=True, allow_zero=True)
     if length < longest:
-        raise ValueError(f"`length`={length} is shorter than the longest spectrum ({longest}).")
+        raise _validate.InvalidArgumentError(
+            f"`length`={length} is shorter than the longest spectrum ({longest}).")
     dtype = np.result_type(*arrays) if arrays else np.float64
     out = np.full((len(arrays), length), fill, dtype=dtype)
     valid = np.zeros((len(arrays), length), dtype=bool)

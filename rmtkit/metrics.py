@@ -22,6 +22,7 @@ batch under ``jax.vmap``.
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -53,50 +54,111 @@ class SpectralMetrics(NamedTuple):
     num_evals: Int[Array, ""]
 
 
-def lambda_max(evals: Float[ArrayLike, " n"], mask: Bool[ArrayLike, " n"] | None = None):
-    r"""Largest eigenvalue :math:`\lambda_{\max} = \lVert W \rVert_2^2` (WW ``spectral_norm``)."""
+def _spectrum(evals, mask) -> tuple[Array, Array]:
+    """``masked(evals, mask)`` with the NaN rule of this module: one valid NaN or infinite
+    eigenvalue makes the whole spectrum NaN (a broken matrix must not yield a number)."""
     x, m = masked(evals, mask)
-    return jnp.max(jnp.where(m, x, -jnp.inf))
+    bad = jnp.any(m & ~jnp.isfinite(x))
+    return jnp.where(bad, jnp.nan, x), m
+
+
+def _log10_pos(v):
+    r""":math:`\log_{10} v` for :math:`v > 0`, NaN otherwise (a zero norm has no log scale)."""
+    ok = v > 0
+    return jnp.where(ok, jnp.log10(jnp.where(ok, v, 1.0)), jnp.nan)
+
+
+def _scaled(x, m, top):
+    r"""``(x_i 2^{-e}, e)`` on valid entries (0 elsewhere), :math:`2^{e-1} \le \lambda_{\max}
+    < 2^e`: the overflow-free form used where a plain sum of eigenvalues exceeds the float
+    range. Scaling by a power of two is exact (a division by :math:`\lambda_{\max}` is not
+    on a CPU that flushes its reciprocal to zero)."""
+    _, e = jnp.frexp(jnp.where(jnp.isfinite(top) & (top > 0), top, 1.0))
+    return jnp.where(m, jnp.ldexp(x, -e), 0.0), e
+
+
+def lambda_max(evals: Float[ArrayLike, " n"], mask: Bool[ArrayLike, " n"] | None = None):
+    r"""Largest eigenvalue :math:`\lambda_{\max} = \lVert W \rVert_2^2` (WW ``spectral_norm``).
+
+    NaN when no eigenvalue is valid (all masked) or one is NaN / infinite.
+    """
+    x, m = _spectrum(evals, mask)
+    return jnp.where(jnp.any(m), jnp.max(jnp.where(m, x, -jnp.inf)), jnp.nan)
 
 
 def norm(evals: Float[ArrayLike, " n"], mask: Bool[ArrayLike, " n"] | None = None):
-    r"""Squared Frobenius norm :math:`\sum_i \lambda_i = \lVert W \rVert_F^2` (WW ``norm``)."""
-    x, m = masked(evals, mask)
+    r"""Squared Frobenius norm :math:`\sum_i \lambda_i = \lVert W \rVert_F^2` (WW ``norm``).
+
+    The one metric that can be infinite: when the sum exceeds the float range.
+    """
+    x, m = _spectrum(evals, mask)
     return jnp.sum(jnp.where(m, x, 0.0))
 
 
 def log_norm(evals, mask=None):
-    r""":math:`\log_{10} \sum_i \lambda_i` (WW ``log_norm``)."""
-    return jnp.log10(norm(evals, mask))
+    r""":math:`\log_{10} \sum_i \lambda_i` (WW ``log_norm``); finite even when the sum
+    overflows, NaN for a zero spectrum."""
+    x, m = _spectrum(evals, mask)
+    total = norm(x, m)
+    scaled, e = _scaled(x, m, lambda_max(x, m))
+    rescaled = _log10_pos(jnp.sum(scaled)) + e.astype(x.dtype) * jnp.log10(2.0)
+    return jnp.where(jnp.isposinf(total), rescaled, _log10_pos(total))
 
 
 def log_spectral_norm(evals, mask=None):
-    r""":math:`\log_{10} \lambda_{\max}` (WW ``log_spectral_norm``)."""
-    return jnp.log10(lambda_max(evals, mask))
+    r""":math:`\log_{10} \lambda_{\max}` (WW ``log_spectral_norm``); NaN for a zero spectrum."""
+    return _log10_pos(lambda_max(evals, mask))
 
 
 def stable_rank(evals, mask=None):
     r"""Stable rank :math:`\sum_i \lambda_i / \lambda_{\max}
-    = \lVert W\rVert_F^2 / \lVert W\rVert_2^2`."""
-    return norm(evals, mask) / lambda_max(evals, mask)
+    = \lVert W\rVert_F^2 / \lVert W\rVert_2^2` (NaN for a zero spectrum)."""
+    x, m = _spectrum(evals, mask)
+    total, top = norm(x, m), lambda_max(x, m)
+    safe_top = jnp.where(top > 0, top, 1.0)
+    scaled, e = _scaled(x, m, top)
+    ratio = jnp.where(jnp.isposinf(total), jnp.sum(scaled) / jnp.ldexp(safe_top, -e),
+                      total / safe_top)
+    return jnp.where(top > 0, _no_inf(ratio), jnp.nan)  # inf: huge negative "eigenvalues"
+
+
+def _no_inf(v):
+    """NaN where ``v`` is infinite: a product with an absurd alpha (> ~1e306) overflows."""
+    return jnp.where(jnp.isinf(v), jnp.nan, v)
+
+
+def _finite_alpha(alpha, dtype=None):
+    """``alpha`` as an array; NaN when it is not finite."""
+    alpha = jnp.asarray(alpha, dtype)
+    return jnp.where(jnp.isfinite(alpha), alpha, jnp.nan)
 
 
 def alpha_weighted(evals, alpha: Float[ArrayLike, ""], mask=None):
-    r"""Alpha-hat :math:`\hat\alpha = \alpha \log_{10} \lambda_{\max}` (Martin & Mahoney 2021)."""
-    return jnp.asarray(alpha) * log_spectral_norm(evals, mask)
+    r"""Alpha-hat :math:`\hat\alpha = \alpha \log_{10} \lambda_{\max}` (Martin & Mahoney 2021).
+
+    NaN when ``alpha`` is NaN or infinite (or so large that the product overflows)."""
+    x, m = _spectrum(evals, mask)
+    return _no_inf(_finite_alpha(alpha) * log_spectral_norm(x, m))
 
 
 def log_alpha_norm(evals, alpha: Float[ArrayLike, ""], mask=None):
     r"""Schatten alpha-norm :math:`\log_{10} \sum_i \lambda_i^{\alpha}` over all eigenvalues.
 
     Computed as :math:`\alpha \log_{10}\lambda_{\max} + \log_{10}\sum_i
-    (\lambda_i/\lambda_{\max})^\alpha`, which does not overflow for large alpha.
+    (\lambda_i/\lambda_{\max})^\alpha`, which does not overflow for large alpha (and, should
+    the sum overflow all the same, e.g. for a negative alpha, by a log-sum-exp). NaN for a
+    zero spectrum or a non-finite alpha.
     """
-    x, m = masked(evals, mask)
+    x, m = _spectrum(evals, mask)
+    alpha = _finite_alpha(alpha, x.dtype)
     top = lambda_max(x, m)
-    ratio = jnp.where(m & (x > 0), x / top, 1.0)
-    powered = jnp.where(m & (x > 0), ratio ** jnp.asarray(alpha, x.dtype), 0.0)
-    return jnp.asarray(alpha, x.dtype) * jnp.log10(top) + jnp.log10(jnp.sum(powered))
+    pos = m & (x > 0)
+    ratio = jnp.where(pos, x / jnp.where(top > 0, top, 1.0), 1.0)
+    powered = jnp.where(pos, ratio ** alpha, 0.0)
+    direct = alpha * _log10_pos(top) + _log10_pos(jnp.sum(powered))
+    logs = jnp.where(pos, alpha * jnp.log(ratio), -jnp.inf)
+    stable = alpha * _log10_pos(top) + jax.nn.logsumexp(logs) / jnp.log(10.0)
+    return _no_inf(jnp.where(jnp.isposinf(jnp.sum(powered)) & jnp.any(pos), stable, direct))
 
 
 def matrix_rank(evals, n_rows: int | ArrayLike, mask=None):
@@ -123,9 +185,12 @@ def entropy(evals, n_rows: int | ArrayLike, mask=None):
     flat spectrum (all variance spread evenly), near 0 when one direction dominates. NaN when
     :math:`R \le 1`.
     """
-    x, m = masked(evals, mask)
+    x, m = _spectrum(evals, mask)
     keep = m & (x > 0)
-    p = jnp.where(keep, x, 0.0) / norm(x, m)
+    total = norm(x, m)
+    scaled, _ = _scaled(x, m, lambda_max(x, m))  # overflow-free when the sum is not
+    p = jnp.where(jnp.isposinf(total), jnp.where(keep, scaled, 0.0) / jnp.sum(scaled),
+                  jnp.where(keep, x, 0.0) / total)
     plogp = jnp.where(keep, p * jnp.log(jnp.where(keep, p, 1.0)), 0.0)
     rank = matrix_rank(x, n_rows, m).astype(x.dtype)
     return jnp.where(rank > 1, -jnp.sum(plogp) / jnp.log(jnp.maximum(rank, 2.0)), jnp.nan)

@@ -13,6 +13,7 @@ Since :math:`M \le N` there is no atom at 0; for :math:`q = 1` the density diver
 :math:`\lambda^{-1/2}` at :math:`\lambda_- = 0`.
 """
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -39,6 +40,16 @@ def _check_q(Q) -> None:
     if isinstance(Q, int | float) and not Q >= 1:
         raise InvalidArgumentError(
             f"`Q` must be >= 1 (Q = N/M of the matrix oriented N >= M); got {Q!r}.")
+
+
+def _check_sigma(sigma) -> None:
+    """A number ``sigma`` must be > 0 with a finite ``sigma**2`` (traced arrays are not
+    checked)."""
+    if isinstance(sigma, bool):
+        raise InvalidArgumentError(f"`sigma` must be a number > 0; got {sigma!r}.")
+    if isinstance(sigma, int | float) and not (0 < sigma and math.isfinite(float(sigma) * sigma)):
+        raise InvalidArgumentError(
+            f"`sigma` must be > 0 with a finite square (below ~1.3e154); got {sigma!r}.")
 
 
 def _edges(Q, sigma, dtype):
@@ -86,6 +97,7 @@ def mp_pdf(
     0.275664
     """
     _check_q(Q)
+    _check_sigma(sigma)
     x = _float(x)
     lo, hi = _edges(Q, sigma, x.dtype)
     inside = (x > lo) & (x < hi)
@@ -130,6 +142,7 @@ def mp_cdf(
     0.8183
     """
     _check_q(Q)
+    _check_sigma(sigma)
     x = _float(x)
     dtype = x.dtype
     y = 1.0 / jnp.asarray(Q, dtype)
@@ -173,6 +186,7 @@ def mp_quantile(
     2.25
     """
     _check_q(Q)
+    _check_sigma(sigma)
     p = _float(p)
     return _quantile(p, jnp.asarray(Q, p.dtype), jnp.asarray(sigma, p.dtype))
 

@@ -853,13 +853,13 @@ def _layer_esd(values: np.ndarray, pool: bool) -> np.ndarray:
 
 def _randomized_esd(values: np.ndarray, key, layer_id: int | None,
                     slice_id: int | None) -> np.ndarray:
-    r"""The randomized spectrum :func:`rmtkit.analyze` computes for ``randomize=True``
-    (replica 0 of ``rmtkit.correlation_traps``, same keys), so the plot shows the same draw:
-    layer key ``fold_in(key, layer_id)`` (and ``fold_in(., slice_id)`` per unpooled slice, the
-    slice times :math:`\sqrt{rf/2}`), replica keys ``split(., replicas)``."""
+    r"""The randomized spectrum :func:`rmtkit.analyze` computes for ``randomize=True`` (its
+    first draw, same keys), so the plot shows the same draw: layer key
+    ``fold_in(key, layer_id)`` (and ``fold_in(., slice_id)`` per unpooled slice, the slice
+    times :math:`\sqrt{rf/2}`), drawn by ``rmtkit._host.randomized_spectra``."""
     import jax
 
-    from rmtkit.traps import randomize as permute
+    from rmtkit._host import randomized_spectra
 
     layer_key = jax.random.fold_in(key, 0 if layer_id is None else layer_id)
     if slice_id is None:
@@ -869,10 +869,7 @@ def _randomized_esd(values: np.ndarray, key, layer_id: int | None,
         stack = np.moveaxis(values.reshape(fan_out, fan_in, -1), -1, 0)
         w = stack[slice_id].astype(np.float64) * math.sqrt(stack.shape[0] * 0.5)
         k = jax.random.fold_in(layer_key, slice_id)
-    rf = math.prod(w.shape[2:])
-    replicas = 5 if rf * min(w.shape[0], w.shape[1]) < 100 else 1
-    shuffled = np.asarray(permute(w, jax.random.split(k, replicas)[0]))
-    return _layer_esd(shuffled, True)
+    return randomized_spectra(w, k, replicas=1)[0]
 
 
 def _has(row, name: str) -> bool:

@@ -497,13 +497,20 @@ def pl_candidates(
 
     Entry ``i`` is the candidate :math:`x_i` of the sorted fitted eigenvalues; ``valid`` marks
     the candidates the default rule chooses among (padding and excluded tails are False).
-    ``argmin(where(valid, D, inf))`` is the default fit for n >= 20.
+    ``argmin(where(valid, D, inf))`` is the default fit for n >= 20. ``alpha`` and ``D`` are
+    NaN where ``valid`` is False or where they are not finite (a tail of equal values has
+    :math:`\hat\alpha = \infty`); a NaN or infinite eigenvalue makes every candidate invalid,
+    as it makes :func:`fit_pl` fail.
     """
     x, m = masked(evals, mask)
-    x, n, _ = _sorted_valid(x, m, thresh)
+    x, n, bad = _sorted_valid(x, m, thresh)
     small = n < SMALL_N_CUTOFF
     alpha, ks = _scan_all(jnp.log(x), n, small=small, force=False)
     positions = jnp.arange(x.shape[0])
     _, valid = _score(alpha, ks, n, positions, small=small, allowed=jnp.ones(x.shape, bool))
+    valid = valid & ~bad
+    nan = jnp.asarray(jnp.nan, alpha.dtype)
+    alpha = jnp.where(valid & jnp.isfinite(alpha), alpha, nan)
+    ks = jnp.where(valid & jnp.isfinite(ks), ks, nan)
     return PowerLawCandidates(xmin=x, alpha=alpha, D=ks,
                               n_tail=jnp.maximum(n - jnp.arange(x.shape[0]), 0), valid=valid)

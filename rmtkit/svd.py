@@ -92,10 +92,15 @@ def _detx(x, valid) -> DetX:
 
 
 def _svd_slices(w: Array, dtype):
+    """SVD of every slice. A slice with a NaN / infinite entry is decomposed as zeros and its
+    singular values set to NaN, so the result is NaN there: LAPACK's ``gesdd`` with vectors
+    never returns on some such inputs (found by tests/test_fuzz_math.py)."""
     fan_out, fan_in = w.shape[:2]
     stack = jnp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0).astype(dtype)
-    u, s, vh = jnp.linalg.svd(stack, full_matrices=False)
-    return stack, u, s, vh
+    finite = jnp.all(jnp.isfinite(stack), axis=(1, 2))
+    u, s, vh = jnp.linalg.svd(jnp.where(finite[:, None, None], stack, 0.0),
+                              full_matrices=False)
+    return stack, u, jnp.where(finite[:, None], s, jnp.nan), vh
 
 
 def svd_sharpen(
@@ -131,7 +136,8 @@ def svd_sharpen(
     Returns
     -------
     array
-        Sharpened weights, same shape and dtype as ``w``.
+        Sharpened weights, same shape and dtype as ``w``. A slice holding NaN or infinite
+        entries is NaN where it would change (and returned as is where it would not).
 
     Examples
     --------
@@ -221,7 +227,8 @@ def svd_smooth(
     Returns
     -------
     array
-        Smoothed weights, same shape and dtype as ``w``.
+        Smoothed weights, same shape and dtype as ``w``. A slice holding NaN or infinite
+        entries is NaN where it would change (and returned as is where it would not).
 
     Examples
     --------

@@ -49,12 +49,29 @@ def _rebuild(weights, layers, make_fn, label: str) -> xr.DataTree:
     return build_tree(nodes)
 
 
+def _num_traps(a: np.ndarray, layer_key, margin: str) -> int:
+    """Randomized eigenvalues of one layer above the MP bulk edge (``num_traps`` of
+    :func:`rmtkit.analyze`: same host draw, spectrum padded to an analysis bucket so the MP
+    kernel compiles once per bucket, not per layer shape)."""
+    from rmtkit._host import randomized_spectra
+    from rmtkit.analysis import CONV_NORM, MIN_BUCKET
+    from rmtkit.esd import bucket_length, pad_spectra
+    from rmtkit.mp import mp_fit
+
+    rand, _ = randomized_spectra(a, layer_key, conv_norm=CONV_NORM, replicas=1)
+    n_rows, n_cols = max(a.shape[:2]), min(a.shape[:2])
+    evals, mask = pad_spectra([rand], length=bucket_length(rand.size, min_length=MIN_BUCKET))
+    fit = mp_fit(evals[0], mask[0], Q=n_rows / n_cols, M=n_cols, margin=margin)
+    return int(fit.num_spikes) if bool(fit.ok) else 0
+
+
 def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = "ww",
             layers=None) -> xr.DataTree:
     """Remove correlation traps from every layer (WeightWatcher ``SVDSharpness``).
 
-    Per layer: randomize ``W`` (``rmtkit.correlation_traps`` with ``fold_in(key, layer_id)``),
-    count the randomized eigenvalues above the MP bulk edge (``num_traps``), and remove that many
+    Per layer: randomize ``W`` (key ``fold_in(key, layer_id)``: the draw of
+    ``rmtkit.analyze(..., randomize=True, key=key)``), count the randomized eigenvalues above
+    the MP bulk edge (``rmtkit.mp_fit``: the analysis's ``num_traps``), and remove that many
     top singular components of ``W`` (``rmtkit.svd_sharpen``: ``mode="zero"`` zeroes them,
     ``"clip"`` shrinks them to the bulk edge). No traps: ``W`` unchanged.
 
@@ -92,10 +109,9 @@ def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = 
             if not _usable(a):
                 return a
             from rmtkit.svd import svd_sharpen
-            from rmtkit.traps import correlation_traps
 
             with jax.enable_x64(True):
-                traps = int(correlation_traps(a, layer_key, margin=margin).num_traps)
+                traps = _num_traps(a, layer_key, margin)
                 if traps <= 0:
                     return a
                 return np.asarray(svd_sharpen(a, traps, mode=mode, margin=margin)).astype(a.dtype)

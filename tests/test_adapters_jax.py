@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from rmtkit.adapters import jax as ajax
 
+from rmtkit.adapters import jax as ajax
 from rmtkit.collection import iter_layers, validate_collection
 from rmtkit.errors import UnsupportedModelError
 

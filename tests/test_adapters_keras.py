@@ -8,7 +8,6 @@ from _deps import require
 keras = require("keras")
 
 from rmtkit.adapters import keras as akeras  # noqa: E402
-
 from rmtkit.collection import iter_layers, validate_collection  # noqa: E402
 from rmtkit.errors import CorruptModelError, UnsupportedModelError  # noqa: E402
 

@@ -8,8 +8,8 @@ from _deps import require
 onnx = require("onnx")
 ort = require("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from rmtkit.adapters import onnx as aonnx  # noqa: E402
 
+from rmtkit.adapters import onnx as aonnx  # noqa: E402
 from rmtkit.collection import iter_layers, validate_collection  # noqa: E402
 from rmtkit.errors import CorruptModelError, MissingDataError, UnsupportedModelError  # noqa: E402
 

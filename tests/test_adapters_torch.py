@@ -5,9 +5,9 @@ import pytest
 from _deps import require
 
 torch = require("torch")
-from rmtkit.adapters import torch as atorch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from rmtkit.adapters import torch as atorch  # noqa: E402
 from rmtkit.collection import iter_layers, validate_collection  # noqa: E402
 from rmtkit.errors import CorruptModelError, UnsupportedModelError  # noqa: E402
 

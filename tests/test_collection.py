@@ -90,7 +90,7 @@ def test_sanitize_path():
         (lambda ds: ds.assign_attrs(kind="lstm"), "kind 'lstm'"),
         (lambda ds: ds.drop_attrs().assign_attrs(kind="dense"), "missing attrs"),
         (lambda ds: ds.rename_dims(fan_in="cols"), "must have dims"),
-        (lambda ds: ds.assign(W=ds["W"].astype(np.int32)), "must be floating"),
+        (lambda ds: ds.assign(W=ds["W"].astype(np.complex64)), "must hold real numbers"),
         (lambda ds: ds.assign_attrs(layer_id="0"), "layer_id must be an int"),
     ],
 )

@@ -12,11 +12,11 @@ from _deps import require
 torch = require("torch")
 onnx = require("onnx")
 keras = require("keras")
+from torch import nn  # noqa: E402
+
 from rmtkit.adapters import keras as akeras  # noqa: E402
 from rmtkit.adapters import onnx as aonnx  # noqa: E402
 from rmtkit.adapters import torch as atorch  # noqa: E402
-from torch import nn  # noqa: E402
-
 from rmtkit.collection import iter_layers  # noqa: E402
 
 DIM, HEADS = 16, 2

@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rmtkit
 from rmtkit.errors import InvalidWeightsError
+from rmtkit.testing import matrices_with_spectrum
 
 
 def svd_evals(mat: np.ndarray) -> np.ndarray:
@@ -30,6 +31,17 @@ def assert_spectrum_close(got, want, rtol=1e-5):
 def test_dense_matches_float64_svd(shape, seed, scale):
     w = np.random.default_rng(seed).standard_t(3, size=shape) * scale
     assert_spectrum_close(rmtkit.esd(w), svd_evals(w))
+
+
+@settings(max_examples=10)
+@given(matrices_with_spectrum(n_cols=(40,), qs=(1.0, 2.5)), st.booleans())
+def test_dense_reproduces_a_prescribed_spectrum(p, transpose):
+    # an exact reference, independent of any SVD: W = U diag(sqrt(evals)) V^T, Haar U, V
+    w = p.w.T if transpose else p.w
+    np.testing.assert_allclose(rmtkit.esd(w), p.evals, rtol=1e-10)
+    np.testing.assert_allclose(rmtkit.esd(w, method="svd"), p.evals, rtol=1e-10)
+    np.testing.assert_allclose(rmtkit.esd(w, normalize=True), p.evals / max(w.shape),
+                               rtol=1e-10)
 
 
 def test_float32_input_is_computed_in_float64_when_enabled():
@@ -102,6 +114,19 @@ def test_conv_unpooled_is_one_row_per_slice_times_rf_half(shape):
     assert got.shape == (rf, min(shape[:2]))
     for row, s in zip(np.asarray(got), conv_slices(w), strict=True):
         assert_spectrum_close(row, svd_evals(s) * rf / 2)
+
+
+@settings(max_examples=10)
+@given(st.lists(matrices_with_spectrum(n_cols=(12,), qs=(2.0,)), min_size=4, max_size=4),
+       st.booleans())
+def test_conv_reproduces_prescribed_slice_spectra(kernels, transpose):
+    # slice (i, j) of a 2x2 kernel is kernels[2 i + j] (row-major kernel order)
+    mats = [p.w.T if transpose else p.w for p in kernels]
+    w = np.stack(mats, axis=-1).reshape(*mats[0].shape, 2, 2)
+    pooled = np.sort(np.concatenate([p.evals for p in kernels])) * 0.5
+    np.testing.assert_allclose(rmtkit.esd(w), pooled, rtol=1e-10)
+    unpooled = np.stack([p.evals for p in kernels]) * 4 * 0.5  # rf * conv_norm
+    np.testing.assert_allclose(rmtkit.esd(w, pool=False), unpooled, rtol=1e-10)
 
 
 def test_conv_norm_knob():

@@ -3,16 +3,23 @@
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rmtkit
+from rmtkit.testing import matrices_with_spectrum
 
 
 def numpy_metrics(w: np.ndarray, alpha: float) -> dict:
     """Independent reference: the SPEC §4 table written with numpy on the SVD of W."""
     s = np.linalg.svd(w, compute_uv=False)
-    lam = s**2
-    n = max(w.shape)
-    rank = int(np.sum(s > s.max() * n * np.finfo(np.float64).eps))
+    return reference_metrics(s**2, alpha, n_rows=max(w.shape))
+
+
+def reference_metrics(lam: np.ndarray, alpha: float, n_rows: int) -> dict:
+    """The SPEC §4 table written with numpy on the eigenvalues of W^T W."""
+    s = np.sqrt(lam)
+    rank = int(np.sum(s > s.max() * n_rows * np.finfo(np.float64).eps))
     p = lam / lam.sum()
     p = p[p > 0]
     return dict(
@@ -21,8 +28,8 @@ def numpy_metrics(w: np.ndarray, alpha: float) -> dict:
         alpha_weighted=alpha * np.log10(lam.max()),
         log_alpha_norm=np.log10(np.sum(lam**alpha)),
         entropy=-np.sum(p * np.log(p)) / np.log(rank), matrix_rank=rank,
-        rank_loss=min(w.shape) - rank, weak_rank_loss=int(np.sum(lam < 1e-6)),
-        num_evals=min(w.shape))
+        rank_loss=lam.size - rank, weak_rank_loss=int(np.sum(lam < 1e-6)),
+        num_evals=lam.size)
 
 
 @pytest.mark.parametrize("shape, rank", [((80, 40), None), ((40, 80), None), ((100, 50), 10)])
@@ -37,6 +44,16 @@ def test_metrics_match_numpy(shape, rank):
     got = rmtkit.spectral_metrics(evals, alpha=alpha, n_rows=max(shape),
                                   n_cols=min(shape))
     for name, value in numpy_metrics(w, alpha).items():
+        np.testing.assert_allclose(float(getattr(got, name)), value, rtol=1e-9, err_msg=name)
+
+
+@settings(max_examples=10)
+@given(matrices_with_spectrum(n_cols=(30,), qs=(1.0, 2.0)), st.floats(1.5, 5.0))
+def test_metrics_of_a_prescribed_spectrum(p, alpha):
+    # exact reference: the eigenvalues W was built from (no SVD involved)
+    n_rows, n_cols = p.w.shape
+    got = rmtkit.spectral_metrics(rmtkit.esd(p.w), alpha=alpha, n_rows=n_rows, n_cols=n_cols)
+    for name, value in reference_metrics(p.evals, alpha, n_rows).items():
         np.testing.assert_allclose(float(getattr(got, name)), value, rtol=1e-9, err_msg=name)
 
 

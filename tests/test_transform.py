@@ -113,3 +113,18 @@ def test_sharpened_onnx_runs(tmp_path):
 
     np.testing.assert_allclose(layers_of(load(tmp_path / "out.onnx"))["0"],
                                layers_of(coll)["0"], rtol=1e-6)
+
+
+def test_sharpen_removes_as_many_components_as_analyze_counts_traps(tree):
+    """sharpen and analyze(randomize=True) use the same randomized draw per layer and key."""
+    from rmtkit.analysis import analyze
+
+    details = analyze(tree, randomize=True, key=4, min_evals=10, progress=False)
+    before, after = layers_of(tree), layers_of(sharpen(tree, key=4))
+    for name, traps in zip(details.name.values, details.num_traps.values, strict=True):
+        s0 = np.linalg.svd(before[name], compute_uv=False)
+        s1 = np.linalg.svd(after[name], compute_uv=False)
+        k = int(traps)  # mode "zero": the top k components become zeros, the rest are kept
+        assert np.sum(s1 < 1e-3 * s0[-1]) == np.sum(s0 < 1e-3 * s0[-1]) + k, name
+        np.testing.assert_allclose(s1[:len(s1) - k], s0[k:], rtol=1e-4)
+    assert int(details.num_traps.values.sum()) >= 1

@@ -11,6 +11,7 @@ from scipy.spatial.distance import jensenshannon
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 from rmtkit.esd import esd
 from rmtkit.svd import svd_sharpen
+from rmtkit.testing import gaussian_matrices
 from rmtkit.traps import correlation_traps, rand_distance, randomize
 
 SHAPE = (120, 60)
@@ -98,11 +99,13 @@ def test_rand_distance_padding_vmap_nan():
     assert np.isnan(rand_distance(jnp.zeros(3), jnp.ones(3)))
 
 
-def test_gaussian_rand_distance_is_small():
-    w = gaussian(6)
-    d = rand_distance(esd(w), esd(randomize(w, jax.random.key(7))))
+@settings(max_examples=8)
+@given(gaussian_matrices(qs=(2.0,)), st.integers(0, 2**31 - 1))  # one shape: one compile
+def test_gaussian_rand_distance_is_small(g, seed):
+    w, key = jnp.asarray(g.w), jax.random.key(seed)
+    d = rand_distance(esd(w), esd(randomize(w, key)))
     assert float(d) < 0.02
-    stats = traps(w, jax.random.key(7))
+    stats = traps(w, key)
     assert float(stats.rand_distance) < 0.02
     assert int(stats.num_traps) == 0
     np.testing.assert_array_equal(stats.trap_index, -1)

@@ -1,0 +1,168 @@
+"""The analysis's execution layer: threads, memory budget, compilation cache, host spectra."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+
+import rmtkit
+from rmtkit import _exec, _host
+from rmtkit.analysis import analyze
+
+
+def test_ordered_map_keeps_input_order_whatever_finishes_first():
+    def slow_first(i):
+        time.sleep(0.02 * (5 - i))
+        return i * i
+
+    assert list(_exec.ordered_map(slow_first, range(6), workers=3)) == [i * i for i in range(6)]
+    assert list(_exec.ordered_map(slow_first, range(6), workers=1)) == [i * i for i in range(6)]
+
+
+def test_ordered_map_respects_the_memory_budget_but_always_runs_one():
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+    costs = [40, 40, 40, 200, 10, 10, 10]
+
+    def work(c):
+        with lock:
+            state["now"] += c
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.01)
+        with lock:
+            state["now"] -= c
+        return c
+
+    out = list(_exec.ordered_map(work, costs, workers=4, cost=lambda c: c, budget=100))
+    assert out == costs
+    assert state["peak"] == 200  # the 200-byte item ran alone; never two 40s + another 40
+    state["peak"] = 0
+    list(_exec.ordered_map(work, [40] * 8, workers=4, cost=lambda c: c, budget=100))
+    assert state["peak"] <= 80
+
+
+def test_ordered_map_raises_the_first_error_in_order():
+    def boom(i):
+        if i == 2:
+            raise KeyError("layer 2")
+        return i
+
+    it = _exec.ordered_map(boom, range(5), workers=2)
+    assert [next(it), next(it)] == [0, 1]
+    with pytest.raises(KeyError, match="layer 2"):
+        next(it)
+
+
+@pytest.mark.parametrize(("env", "expected"), [("3", 3), ("0", 1), ("junk", None)])
+def test_worker_count_reads_the_environment(monkeypatch, env, expected):
+    monkeypatch.setenv(_exec.THREADS_ENV, env)
+    assert _exec.worker_count() == (expected or len(os.sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize(("env", "expected"), [("2G", 2 << 30), ("512M", 512 << 20),
+                                               ("1000", 1000), ("", _exec.MEMORY_BUDGET)])
+def test_memory_budget_reads_the_environment(monkeypatch, env, expected):
+    monkeypatch.setenv(_exec.MEMORY_ENV, env)
+    assert _exec.memory_budget() == expected
+
+
+def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(_exec.CACHE_ENV, "off")
+    assert _exec.compilation_cache_dir() is None
+    monkeypatch.setenv(_exec.CACHE_ENV, str(tmp_path / "c"))
+    assert _exec.compilation_cache_dir() == str(tmp_path / "c")
+    monkeypatch.delenv(_exec.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _exec.compilation_cache_dir() == str(tmp_path / "rmtkit" / "jax")
+
+
+def test_a_fresh_process_loads_the_kernels_from_the_persistent_cache(tmp_path):
+    """Second process: the fit kernels come from disk (no XLA compile of them)."""
+    code = (
+        "import logging, io, numpy as np, rmtkit\n"
+        "from jax._src import compilation_cache as cc\n"
+        "w = np.random.default_rng(0).standard_t(3, (300, 120))\n"
+        "rmtkit.analyze(rmtkit.from_layers({'a': w}), progress=False)\n"
+        "import jax; print('DIR', jax.config.jax_compilation_cache_dir)\n"
+    )
+    env = dict(os.environ, RMTKIT_JAX_CACHE=str(tmp_path / "cache"))
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                             capture_output=True, text=True).stdout
+    assert f"DIR {tmp_path / 'cache'}" in out
+    entries = list((tmp_path / "cache").iterdir())
+    assert entries, "no kernel was written to the persistent cache"
+
+
+@pytest.mark.parametrize("shape", [(3000, 70), (70, 3000), (400, 400)])
+def test_gram64_in_blocks_equals_the_float64_product(monkeypatch, shape):
+    monkeypatch.setattr(_host, "BLOCK_ELEMENTS", 5000)  # many blocks
+    a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    a = a if shape[0] >= shape[1] else a.T
+    ref = a.astype(np.float64).T @ a.astype(np.float64)
+    got = _host.gram64(a)
+    np.testing.assert_allclose(np.triu(got), np.triu(ref), rtol=1e-12, atol=1e-12 * ref.max())
+
+
+def test_rank_deficient_slices_fall_back_to_svd_values():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((300, 20)) @ rng.standard_normal((20, 100))  # rank 20
+    evals = _host.host_esd(w)
+    s = scipy.linalg.svd(w, compute_uv=False)
+    np.testing.assert_allclose(evals, np.sort(s * s), rtol=1e-9, atol=1e-12 * evals.max())
+    assert np.sum(np.sqrt(evals) > evals.max() ** 0.5 * 300 * np.finfo(float).eps) == 20
+
+
+def test_host_randomize_permutes_each_slice_within_itself():
+    w = np.arange(2 * 3 * 3 * 3, dtype=np.float64).reshape(2, 3, 3, 3)
+    r = _host.host_randomize(w, _host.key_rng(jax.random.key(0)))
+    assert r.shape == w.shape and not np.array_equal(r, w)
+    for i in range(3):
+        for j in range(3):
+            assert sorted(r[:, :, i, j].ravel()) == sorted(w[:, :, i, j].ravel())
+
+
+def test_randomized_spectra_depend_on_the_key_alone():
+    w = np.random.default_rng(3).standard_t(2.5, (200, 120))
+    a1, top1 = _host.randomized_spectra(w, jax.random.key(7))
+    a2, top2 = _host.randomized_spectra(w, jax.random.key(7))
+    b, _ = _host.randomized_spectra(w, jax.random.key(8))
+    assert np.array_equal(a1, a2) and top1 == top2 == a1[-1]
+    assert not np.array_equal(a1, b)
+    assert np.isclose(a1.sum(), np.sum(w * w))  # permuting keeps the Frobenius norm
+    small, top = _host.randomized_spectra(w[:50, :40], jax.random.key(7))  # < 100 evals
+    assert top >= small[-1]  # five replicas
+
+
+def test_threads_and_serial_give_bit_identical_details(monkeypatch):
+    rng = np.random.default_rng(4)
+    tree = rmtkit.from_layers({f"l{i}": rng.standard_t(3, (150 + 10 * i, 120))
+                               for i in range(5)})
+    runs = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv(_exec.THREADS_ENV, threads)
+        runs.append(analyze(tree, randomize=True, key=3, progress=False))
+    assert runs[0].identical(runs[1]) and runs[0].identical(runs[2])
+
+
+def test_randomization_statistics_are_those_of_the_public_functions():
+    w = np.random.default_rng(5).standard_t(2.5, (260, 130))
+    w[3, 4] = 60.0  # a correlation trap
+    tree = rmtkit.from_layers({"trap": w})
+    row = analyze(tree, randomize=True, key=11, progress=False).isel(layer=0)
+    layer_key = jax.random.fold_in(jax.random.key(11), int(row.layer_id))
+    rand, top = _host.randomized_spectra(w, layer_key)
+    evals = _host.host_esd(w)
+    with jax.enable_x64(True):
+        fit = rmtkit.mp_fit(rand, Q=260 / 130, M=130)
+        dist = rmtkit.rand_distance(evals, rand)
+    assert int(row.num_traps) == int(fit.num_spikes) >= 1
+    assert float(row.rand_bulk_max) == pytest.approx(float(fit.bulk_max), rel=1e-12)
+    assert float(row.rand_distance) == pytest.approx(float(dist), rel=1e-12)
+    assert float(row.max_rand_eval) == top
+    assert float(row.ww_softrank) == pytest.approx(top / evals[-1], rel=1e-12)
