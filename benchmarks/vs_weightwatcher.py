@@ -96,6 +96,8 @@ def main() -> None:
     for label, blocks, options in (
             ("defaults", args.blocks, {}),
             ("randomize=True, mp_fit=True", args.rand_blocks, dict(randomize=True, mp_fit=True))):
+        if blocks < 1:
+            continue
         layers = make_model(blocks, args.dim)
         model, tree = torch_model(layers), rmtkit.from_layers(layers)
         floor = floor_seconds(layers)

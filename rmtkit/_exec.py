@@ -15,12 +15,14 @@ import collections
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["CACHE_ENV", "EXECUTORS", "MEMORY_BUDGET", "compilation_cache_dir", "dask_client",
-           "dask_map", "enable_compilation_cache", "memory_budget", "ordered_map", "worker_count"]
+           "dask_map", "enable_compilation_cache", "local_workers", "memory_budget",
+           "ordered_map", "worker_count"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,8 +39,27 @@ EXECUTORS = ("auto", "threads", "dask")
 MEMORY_BUDGET = 512 << 20
 
 
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def local_workers(n: int):
+    """Inside the block, this thread's analyses use ``n`` local worker threads (e.g. 1 in a
+    task of a dask cluster, which provides the parallelism itself)."""
+    before = getattr(_override, "workers", None)
+    _override.workers = max(1, int(n))
+    try:
+        yield
+    finally:
+        _override.workers = before
+
+
 def worker_count() -> int:
-    """Local worker threads: ``$RMTKIT_THREADS`` if set (>= 1), else the usable CPU count."""
+    """Local worker threads: :func:`local_workers` inside its block, ``$RMTKIT_THREADS`` if set
+    (>= 1), else the usable CPU count."""
+    forced = getattr(_override, "workers", None)
+    if forced is not None:
+        return forced
     env = os.environ.get(THREADS_ENV, "").strip()
     if env:
         try:

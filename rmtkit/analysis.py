@@ -88,7 +88,13 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from rmtkit._exec import dask_client, dask_map, enable_compilation_cache, ordered_map
+from rmtkit._exec import (
+    dask_client,
+    dask_map,
+    enable_compilation_cache,
+    local_workers,
+    ordered_map,
+)
 from rmtkit._host import footprint, layer_esd, randomized_spectra
 from rmtkit._validate import is_real_dtype
 from rmtkit.collection import KINDS, iter_layers, sanitize_path
@@ -1225,6 +1231,13 @@ def concat(results: Mapping[str, xr.Dataset] | Sequence[xr.Dataset], *, dim: str
                      compat="equals", join="outer", combine_attrs="drop_conflicts")
 
 
+def _analyze_task(model: Any, **kwargs) -> xr.Dataset:
+    """:func:`analyze` as one task of a cluster: one thread (the cluster runs tasks in
+    parallel; threads inside a task would oversubscribe the worker's cores)."""
+    with local_workers(1):
+        return analyze(model, **kwargs)
+
+
 def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model",
                  executor: Any = None, **kwargs) -> xr.Dataset:
     """:func:`analyze` each model (mapping name -> model, or a sequence) and :func:`concat`.
@@ -1246,7 +1259,8 @@ def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model
         results = {name: analyze(m, executor=executor, **kwargs) for name, m in items}
     else:
         kwargs = dict(kwargs, progress=False, executor="threads")
-        done = dask_map(client, functools.partial(analyze, **kwargs), [(m,) for _, m in items])
+        done = dask_map(client, functools.partial(_analyze_task, **kwargs),
+                        [(m,) for _, m in items])
         results = dict(zip([name for name, _ in items], done, strict=True))
     return concat(results, dim=dim)
 
