@@ -717,14 +717,70 @@ def _fit_options(opts: _Options) -> _Options:
 def _run_kernels(opts: _Options, evals, mask, n_rows, q, m_slice, rand=None) -> dict:
     """The kernels of one padded chunk (fit + metrics, and MP / detX / randomization as
     asked), as host arrays by variable name."""
-    out = dict(_kernel("fit", _fit_options(opts))(evals, mask, n_rows))
+    out = dict(_call_kernel("fit", _fit_options(opts), evals, mask, n_rows))
     if opts.mp_fit:
-        out.update(_kernel("mp")(evals, mask, q, m_slice))
+        out.update(_call_kernel("mp", None, evals, mask, q, m_slice))
     if opts.detx:
-        out.update(_kernel("detx")(evals, mask))
+        out.update(_call_kernel("detx", None, evals, mask))
     if rand is not None:
-        out.update(_kernel("rand")(evals, mask, rand[0], rand[1], q, m_slice))
+        out.update(_call_kernel("rand", None, evals, mask, rand[0], rand[1], q, m_slice))
     return jax.device_get(out)
+
+
+_EXPORTED: dict[str, Any] = {}
+
+
+@functools.cache
+def _source_digest() -> str:
+    """Digest of rmtkit's own source files: an exported kernel is valid for this code only."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256(jax.__version__.encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _call_kernel(what: str, opts: _Options | None, *args):
+    r"""Run a bucket kernel, through its serialized ``jax.export`` form when one is on disk.
+
+    A fresh process would spend ~0.7 s re-tracing the fit kernel (Python) before JAX's
+    persistent cache can even be asked for the executable; the exported StableHLO skips the
+    tracing. The file (``<compile cache>/exported/<key>.bin``) is keyed by the kernel, its
+    options, the argument shapes and dtypes, jax's version and a digest of rmtkit's source,
+    written atomically on first use; without a compile cache (``RMTKIT_JAX_CACHE=0``) the
+    plain jitted kernel runs. Same HLO, same results.
+    """
+    import hashlib
+    import os
+
+    folder = enable_compilation_cache()
+    if folder is None:
+        return _kernel(what, opts)(*args)
+    shapes = ",".join(f"{a.dtype}{a.shape}" for a in args)
+    key = hashlib.sha256(f"{_source_digest()}|{what}|{opts!r}|{shapes}".encode()).hexdigest()
+    exported = _EXPORTED.get(key)
+    if exported is None:
+        from jax import export
+
+        path = os.path.join(folder, "rmtkit-exported", key[:32] + ".bin")
+        try:
+            with open(path, "rb") as f:
+                exported = export.deserialize(bytearray(f.read()))
+        except (OSError, ValueError):
+            exported = export.export(_kernel(what, opts))(*args)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(exported.serialize())
+                os.replace(tmp, path)
+            except OSError:  # read-only cache: run without writing
+                pass
+        _EXPORTED[key] = exported
+    return exported.call(*args)
 
 
 def _fit_rows(rows: list[_Row], opts: _Options) -> None:

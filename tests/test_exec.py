@@ -166,3 +166,22 @@ def test_randomization_statistics_are_those_of_the_public_functions():
     assert float(row.rand_distance) == pytest.approx(float(dist), rel=1e-12)
     assert float(row.max_rand_eval) == top
     assert float(row.ww_softrank) == pytest.approx(top / evals[-1], rel=1e-12)
+
+
+def test_exported_kernels_give_the_jitted_kernels_results_and_are_stored():
+    from rmtkit import analysis
+
+    evals = np.sort(np.random.default_rng(6).pareto(2.0, (16, 256)) + 1.0, axis=1)
+    mask = np.ones_like(evals, bool)
+    mask[3, 200:] = False
+    n_rows = np.full(16, 300.0)
+    opts = analysis._Options()
+    with jax.enable_x64(True):
+        ref = jax.device_get(analysis._kernel("fit", opts)(evals, mask, n_rows))
+        got = jax.device_get(analysis._call_kernel("fit", opts, evals, mask, n_rows))
+    assert set(got) == set(ref)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    folder = _exec.enable_compilation_cache()
+    if folder is not None:  # the serialized kernel is on disk for the next process
+        assert any(p.endswith(".bin") for p in os.listdir(os.path.join(folder, "rmtkit-exported")))
