@@ -568,30 +568,38 @@ def _portable_key(key) -> tuple[np.ndarray, str]:
     return np.asarray(jax.random.key_data(key)), str(jax.random.key_impl(key))
 
 
+def _randomization_unit(a: np.ndarray, layer_key, slice_id: int | None = None):
+    r"""The matrix a row's randomization permutes, and its key (SPEC §6).
+
+    Pooled (or dense) rows, ``slice_id=None``: the whole layer ``a`` with the layer key
+    (``randomized_spectra`` permutes each slice and pools the spectra times ``conv_norm``).
+    Unpooled rows: slice ``slice_id`` alone, times ``sqrt(rf * conv_norm)`` (the units of its
+    row), key ``fold_in(layer_key, slice_id)``. Shared with the plots, which draw the same
+    randomization.
+    """
+    if slice_id is None:
+        return a, layer_key
+    fan_out, fan_in = a.shape[:2]
+    stack = np.moveaxis(a.reshape(fan_out, fan_in, -1), -1, 0)
+    gain = math.sqrt(stack.shape[0] * CONV_NORM)
+    return stack[slice_id].astype(np.float64) * gain, jax.random.fold_in(layer_key, slice_id)
+
+
 def _randomize_rows(a: np.ndarray, rows: list[_Row], key, *, pool: bool) -> None:
     r"""Randomized spectra of a layer's rows (SPEC §6), on the host, while ``W`` is in memory.
 
-    Layer key ``fold_in(key, layer_id)``; pooled (or dense): one permutation per slice of the
-    whole kernel, spectrum times ``conv_norm``; unpooled: slice ``s`` alone, times
-    ``sqrt(rf * conv_norm)`` (the units of its row), key
-    ``fold_in(layer_key, s)``. The statistics are computed in the bucket kernels
-    (:func:`_one_rand`).
+    Layer key ``fold_in(key, layer_id)``; each row randomizes :func:`_randomization_unit`. The
+    statistics are computed in the bucket kernels (:func:`_one_rand`).
     """
     todo = [r for r in rows if r.evals is not None and r.warning == ""]
     if not todo:
         return
     layer_key = jax.random.fold_in(key, rows[0].layer_id)
-    if pool or a.ndim == 2:
-        units = [(a, layer_key, rows[0])]
-    else:
-        fan_out, fan_in = a.shape[:2]
-        stack = np.moveaxis(a.reshape(fan_out, fan_in, -1), -1, 0)
-        gain = math.sqrt(stack.shape[0] * CONV_NORM)
-        units = [(stack[r.slice_id].astype(np.float64) * gain,
-                  jax.random.fold_in(layer_key, r.slice_id), r) for r in todo]
-    for mat, k, row in units:
+    pooled = pool or a.ndim == 2  # one row, rows[0], for the whole layer
+    for row in ([rows[0]] if pooled else rows):
         if row not in todo:
             continue
+        mat, k = _randomization_unit(a, layer_key, None if pooled else row.slice_id)
         row.rand_evals, row.values["max_rand_eval"] = randomized_spectra(
             mat, k, conv_norm=CONV_NORM)
 
@@ -972,8 +980,7 @@ def _remote_layer(path: str, dims: tuple, attrs: dict, array: np.ndarray,
 
 
 def _collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progress,
-             randomize=False, key=None, label="rmtkit", workers=None,
-             executor=None) -> list[_Row]:
+             randomize=False, key=None, label="rmtkit", executor=None) -> list[_Row]:
     """Resolve, select and stream the layers: rows with spectra (and randomization).
 
     The layers run on local threads (:func:`rmtkit._exec.ordered_map`) or, when
@@ -988,8 +995,7 @@ def _collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progres
                    key=key)
     client = dask_client(executor, dask_backed=any(w.chunks is not None for _, w in chosen))
     if client is None:
-        results = ordered_map(functools.partial(_layer_rows, **options), chosen,
-                              workers=workers, cost=_cost)
+        results = ordered_map(functools.partial(_layer_rows, **options), chosen, cost=_cost)
     else:
         results = dask_map(client, _remote_layer, [
             (path, w.dims, dict(w.attrs), w.data if w.chunks is not None else w.chunk().data,

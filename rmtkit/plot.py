@@ -854,21 +854,15 @@ def _layer_esd(values: np.ndarray, pool: bool) -> np.ndarray:
 def _randomized_esd(values: np.ndarray, key, layer_id: int | None,
                     slice_id: int | None) -> np.ndarray:
     r"""The randomized spectrum :func:`rmtkit.analyze` computes for ``randomize=True`` (its
-    first draw, same keys), so the plot shows the same draw: layer key
-    ``fold_in(key, layer_id)`` (and ``fold_in(., slice_id)`` per unpooled slice, the slice
-    times :math:`\sqrt{rf/2}`), drawn by ``rmtkit._host.randomized_spectra``."""
+    first draw, same keys and units: ``rmtkit.analysis._randomization_unit``), so the plot
+    shows the draw the analysis measured."""
     import jax
 
     from rmtkit._host import randomized_spectra
+    from rmtkit.analysis import _randomization_unit
 
     layer_key = jax.random.fold_in(key, 0 if layer_id is None else layer_id)
-    if slice_id is None:
-        w, k = values, layer_key
-    else:
-        fan_out, fan_in = values.shape[:2]
-        stack = np.moveaxis(values.reshape(fan_out, fan_in, -1), -1, 0)
-        w = stack[slice_id].astype(np.float64) * math.sqrt(stack.shape[0] * 0.5)
-        k = jax.random.fold_in(layer_key, slice_id)
+    w, k = _randomization_unit(values, layer_key, slice_id)
     return randomized_spectra(w, k, replicas=1)[0]
 
 

@@ -185,3 +185,17 @@ def test_exported_kernels_give_the_jitted_kernels_results_and_are_stored():
     folder = _exec.enable_compilation_cache()
     if folder is not None:  # the serialized kernel is on disk for the next process
         assert any(p.endswith(".bin") for p in os.listdir(os.path.join(folder, "rmtkit-exported")))
+
+
+def test_unpooled_randomization_is_the_draw_the_plots_show():
+    """Per-slice rows: analysis and plots share the slice, its units and its key."""
+    from rmtkit import plot
+
+    w = np.random.default_rng(7).standard_t(3, (200, 120, 2, 2))
+    tree = rmtkit.from_layers({"conv": w})
+    details = analyze(tree, pool=False, randomize=True, key=2, progress=False)
+    assert details.sizes["layer"] == 4
+    for i in range(4):
+        row = details.isel(layer=i)
+        rand = plot._randomized_esd(w, jax.random.key(2), int(row.layer_id), int(row.slice_id))
+        assert float(row.max_rand_eval) == rand[-1]  # 120 eigenvalues: one replica
