@@ -4,16 +4,22 @@ The floor (issue 8): numpy float32 ``eigvalsh`` of each layer's Gram matrix (sma
 summed over the model. The model: ``--blocks`` transformer blocks of 4 square (d x d) and 2
 (d x 4d) matrices with heavy-tailed (Student-t) random weights, d = 768 by default.
 
-Each rmtkit timing runs ``rmtkit.analyze`` (default options) in a fresh process, timing the
-call alone (imports and model construction excluded, JIT compilation included):
+Every measurement runs in a fresh process (imports and model construction excluded, JIT
+compilation included), in this order, so the floor and rmtkit share the process and the
+minute (the floor itself drifts by 20 % between minutes on a shared machine):
 
-- ``cold``: empty persistent compilation cache (a first-ever run: every kernel compiles);
-- ``fresh process``: the cache filled by the cold run (every later run of a user);
-- ``same process``: a second call in the process of the previous line (kernels in memory).
+1. ``rmtkit.analyze`` (default options), the process's first call: ``cold`` with an empty
+   persistent compilation cache (a first-ever run: every kernel compiles), ``fresh`` with the
+   cache the cold run filled (every later run of a user);
+2. the floor;
+3. ``rmtkit.analyze`` again (``warm``: kernels in memory);
+4. the floor again.
 
-Every run also prints the per-layer alpha agreement with the first run (determinism).
+Ratios divide by the mean of the process's two floor measurements. One cold process and
+``--runs`` fresh ones (median and range printed). Every run also checks that the per-layer
+alphas equal the cold run's (determinism).
 
-    python benchmarks/analyze_floor.py [--blocks 12] [--dim 768] [--threads N]
+    python benchmarks/analyze_floor.py [--blocks 12] [--dim 768] [--runs 5] [--threads N]
 """
 
 import argparse
@@ -50,28 +56,37 @@ def floor_seconds(layers: dict[str, np.ndarray]) -> float:
     return total
 
 
-def _child(blocks: int, dim: int, repeats: int) -> None:
-    """In a fresh process: time ``repeats`` analyze calls, print JSON (seconds, alphas)."""
+def _child(blocks: int, dim: int) -> None:
+    """In a fresh process: analyze, floor, analyze, floor; print JSON (seconds, alphas)."""
     import rmtkit
 
-    tree = rmtkit.from_layers(make_model(blocks, dim))
-    seconds, alphas = [], None
-    for _ in range(repeats):
+    layers = make_model(blocks, dim)
+    tree = rmtkit.from_layers(layers)
+    out = {"analyze": [], "floor": []}
+    for _ in range(2):
         t0 = time.perf_counter()
         details = rmtkit.analyze(tree, progress=False)
-        seconds.append(time.perf_counter() - t0)
-        alphas = [float(a) for a in details.alpha.values]
-    print(json.dumps({"seconds": seconds, "alpha": alphas}))
+        out["analyze"].append(time.perf_counter() - t0)
+        out["floor"].append(floor_seconds(layers))
+    out["alpha"] = [float(a) for a in details.alpha.values]
+    print(json.dumps(out))
 
 
-def run_child(blocks: int, dim: int, repeats: int, cache: str, threads: int | None) -> dict:
+def run_child(blocks: int, dim: int, cache: str, threads: int | None) -> dict:
+    """One fresh process (:func:`_child`) with the compile cache ``cache``."""
     env = dict(os.environ, RMTKIT_JAX_CACHE=cache)
     if threads is not None:
         env["RMTKIT_THREADS"] = str(threads)
     out = subprocess.run([sys.executable, __file__, "--child", "--blocks", str(blocks),
-                          "--dim", str(dim), "--repeats", str(repeats)],
+                          "--dim", str(dim)],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _ratios(run: dict) -> tuple[float, float, float]:
+    """(floor seconds, first-call ratio, second-call ratio) of one process."""
+    floor = float(np.mean(run["floor"]))
+    return floor, run["analyze"][0] / floor, run["analyze"][1] / floor
 
 
 def main() -> None:
@@ -80,28 +95,32 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--threads", type=int, default=None,
                         help="RMTKIT_THREADS for rmtkit (default: all usable cores)")
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes (cache warm)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.blocks, args.dim, args.repeats)
+        _child(args.blocks, args.dim)
         return
-    layers = make_model(args.blocks, args.dim)
-    floor = floor_seconds(layers)
     with tempfile.TemporaryDirectory() as cache:
-        cold = run_child(args.blocks, args.dim, 1, cache, args.threads)
-        warm = run_child(args.blocks, args.dim, 2, cache, args.threads)
-    floor_after = floor_seconds(layers)
-    same = cold["alpha"] == warm["alpha"]
-    print(f"{len(layers)} matrices, d = {args.dim}; alpha median "
-          f"{float(np.nanmedian(cold['alpha'])):.3f}; identical alphas across runs: {same}")
-    print(f"floor (numpy f32 eigvalsh of Gram, summed): {floor:8.2f} s "
-          f"(again after the runs: {floor_after:.2f} s)")
-    floor = min(floor, floor_after)
-    for label, seconds in (("cold (empty compile cache)", cold["seconds"][0]),
-                           ("fresh process (cache warm)", warm["seconds"][0]),
-                           ("same process, second call", warm["seconds"][1])):
-        print(f"rmtkit.analyze, {label + ':':<28} {seconds:8.2f} s  {seconds / floor:5.2f}x floor")
+        cold = run_child(args.blocks, args.dim, cache, args.threads)
+        fresh = [run_child(args.blocks, args.dim, cache, args.threads) for _ in range(args.runs)]
+    same = all(run["alpha"] == cold["alpha"] for run in fresh)
+    print(f"{len(cold['alpha'])} matrices, d = {args.dim}; alpha median "
+          f"{float(np.nanmedian(cold['alpha'])):.3f}; identical alphas across processes: {same}")
+    print(f"{'process':<28}{'floor s':>9}{'analyze s':>11}{'ratio':>8}")
+    floor, first, _ = _ratios(cold)
+    print(f"{'cold, first call':<28}{floor:9.2f}{cold['analyze'][0]:11.2f}{first:7.2f}x")
+    rows = [_ratios(run) for run in fresh]
+    for i, (run, (floor, first, second)) in enumerate(zip(fresh, rows, strict=True)):
+        print(f"{f'fresh {i + 1}, first call':<28}{floor:9.2f}{run['analyze'][0]:11.2f}"
+              f"{first:7.2f}x")
+        print(f"{f'fresh {i + 1}, second call':<28}{floor:9.2f}{run['analyze'][1]:11.2f}"
+              f"{second:7.2f}x")
+    firsts, seconds = [r[1] for r in rows], [r[2] for r in rows]
+    print(f"fresh process, first call:  median {np.median(firsts):.2f}x "
+          f"(range {min(firsts):.2f}-{max(firsts):.2f}x over {len(rows)} processes)")
+    print(f"same process, second call:  median {np.median(seconds):.2f}x "
+          f"(range {min(seconds):.2f}-{max(seconds):.2f}x)")
 
 
 if __name__ == "__main__":

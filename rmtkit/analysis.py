@@ -79,7 +79,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,7 @@ from rmtkit._exec import (
     ordered_map,
 )
 from rmtkit._host import footprint, layer_esd, randomized_spectra
+from rmtkit._stored import stored_kernel
 from rmtkit._validate import is_real_dtype
 from rmtkit.collection import KINDS, iter_layers, sanitize_path
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
@@ -688,8 +689,8 @@ def _one_rand(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
 
 
 @functools.cache
-def _kernel(what: str, opts: _Options | None = None):
-    """A jitted, vmapped per-bucket kernel, cached per option set (jit caches the shapes).
+def _kernel_fn(what: str, opts: _Options | None = None):
+    """The vmapped per-bucket kernel (not jitted), one per option set.
 
     Separate kernels for the fit + metrics (keyed by the fit options), the MP fit and detX,
     so switching ``mp_fit``/``detx`` on reuses the compiled fit.
@@ -702,7 +703,7 @@ def _kernel(what: str, opts: _Options | None = None):
         fn = _one_rand
     else:
         fn = _one_detx
-    return jax.jit(jax.vmap(fn))
+    return jax.vmap(fn)
 
 
 def _rand_inputs(chunk: list[_Row], length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -735,91 +736,71 @@ def _run_kernels(opts: _Options, evals, mask, n_rows, q, m_slice, rand=None) -> 
     return jax.device_get(out)
 
 
-_EXPORTED: dict[str, Any] = {}
-
-
-@functools.cache
-def _source_digest() -> str:
-    """Digest of rmtkit's own source files: an exported kernel is valid for this code only."""
-    import hashlib
-    from pathlib import Path
-
-    digest = hashlib.sha256(jax.__version__.encode())
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
-
-
 def _call_kernel(what: str, opts: _Options | None, *args):
-    r"""Run a bucket kernel, through its serialized ``jax.export`` form when one is on disk.
-
-    A fresh process would spend ~0.7 s re-tracing the fit kernel (Python) before JAX's
-    persistent cache can even be asked for the executable; the exported StableHLO skips the
-    tracing. The file (``<compile cache>/exported/<key>.bin``) is keyed by the kernel, its
-    options, the argument shapes and dtypes, jax's version and a digest of rmtkit's source,
-    written atomically on first use; without a compile cache (``RMTKIT_JAX_CACHE=0``) the
-    plain jitted kernel runs. Same HLO, same results.
-    """
-    import hashlib
-    import os
-
-    folder = enable_compilation_cache()
-    if folder is None:
-        return _kernel(what, opts)(*args)
-    shapes = ",".join(f"{a.dtype}{a.shape}" for a in args)
-    key = hashlib.sha256(f"{_source_digest()}|{what}|{opts!r}|{shapes}".encode()).hexdigest()
-    exported = _EXPORTED.get(key)
-    if exported is None:
-        from jax import export
-
-        path = os.path.join(folder, "rmtkit-exported", key[:32] + ".bin")
-        try:
-            with open(path, "rb") as f:
-                exported = export.deserialize(bytearray(f.read()))
-        except (OSError, ValueError):
-            exported = export.export(_kernel(what, opts))(*args)
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(exported.serialize())
-                os.replace(tmp, path)
-            except OSError:  # read-only cache: run without writing
-                pass
-        _EXPORTED[key] = exported
-    return exported.call(*args)
+    """Run the bucket kernel :func:`_kernel_fn` through its stored executable
+    (:func:`rmtkit._stored.stored_kernel`: a fresh process loads it instead of tracing,
+    lowering and compiling it). Same computation, same results as ``jax.jit`` of it."""
+    return stored_kernel(_kernel_fn(what, opts), f"{what}|{opts!r}", *args)(*args)
 
 
-def _fit_rows(rows: list[_Row], opts: _Options) -> None:
-    """Fit every row that has a spectrum, bucket by bucket; fill ``row.values``."""
-    todo = [r for r in rows if r.evals is not None and r.warning in ("",) + _SCALE_ONLY]
-    by_length: dict[int, list[_Row]] = {}
-    for r in todo:
-        by_length.setdefault(bucket_length(r.evals.size, min_length=MIN_BUCKET), []).append(r)
-    if todo:
-        enable_compilation_cache()
+def _fit_chunk(chunk: list[_Row], length: int, size: int, opts: _Options) -> None:
+    """Run the kernels on one chunk of rows of a bucket (padded to ``size`` rows of
+    ``length``); fill ``row.values``."""
+    evals, mask = pad_spectra([r.evals for r in chunk], length=length)
+    pad = size - len(chunk)
+    evals = np.concatenate([evals, np.ones((pad, length))]).astype(np.float64)
+    mask = np.concatenate([mask, np.zeros((pad, length), bool)])
+    n_rows = np.array([r.N for r in chunk] + [1] * pad, np.float64)
+    q = np.array([r.N / r.M for r in chunk] + [1.0] * pad, np.float64)
+    m_slice = np.array([r.M for r in chunk] + [1] * pad, np.float64)
+    rand = None
+    if any(r.rand_evals is not None for r in chunk):
+        rand = _rand_inputs(chunk, length, size)
     with jax.enable_x64(True):
-        for length, group in sorted(by_length.items()):
-            size = _batch_size(length)
-            for start in range(0, len(group), size):
-                chunk = group[start:start + size]
-                evals, mask = pad_spectra([r.evals for r in chunk], length=length)
-                pad = size - len(chunk)
-                evals = np.concatenate([evals, np.ones((pad, length))]).astype(np.float64)
-                mask = np.concatenate([mask, np.zeros((pad, length), bool)])
-                n_rows = np.array([r.N for r in chunk] + [1] * pad, np.float64)
-                q = np.array([r.N / r.M for r in chunk] + [1.0] * pad, np.float64)
-                m_slice = np.array([r.M for r in chunk] + [1] * pad, np.float64)
-                rand = None
-                if any(r.rand_evals is not None for r in chunk):
-                    rand = _rand_inputs(chunk, length, size)
-                out = _run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
-                for i, r in enumerate(chunk):
-                    r.values.update({k: float(v[i]) for k, v in out.items()
-                                     if r.rand_evals is not None or k not in _RAND_VARS})
-    for r in todo:
-        _finish_row(r)
+        out = _run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
+    for i, r in enumerate(chunk):
+        r.values.update({k: float(v[i]) for k, v in out.items()
+                         if r.rand_evals is not None or k not in _RAND_VARS})
+
+
+class _Fitter:
+    """Fits rows bucket by bucket while the layers are still being read (:func:`_collect`'s
+    ``on_rows``): a bucket's chunk of :func:`_batch_size` rows is fitted as soon as it is
+    full, so the kernels run while the worker threads compute the next spectra.
+
+    Rows arrive in layer order, so each chunk holds the same rows as if they were all
+    collected first (the results do not depend on the timing); :meth:`finish` fits the
+    partial chunks and finishes every fitted row.
+    """
+
+    def __init__(self, opts: _Options):
+        self.opts = opts
+        self.waiting: dict[int, list[_Row]] = {}
+        self.fitted: list[_Row] = []
+
+    def add(self, rows: list[_Row]) -> None:
+        """Queue the rows that have a spectrum to fit; fit any bucket chunk now full."""
+        for r in rows:
+            if r.evals is None or r.warning not in ("",) + _SCALE_ONLY:
+                continue
+            if not self.fitted:
+                enable_compilation_cache()
+            self.fitted.append(r)
+            length = bucket_length(r.evals.size, min_length=MIN_BUCKET)
+            group = self.waiting.setdefault(length, [])
+            group.append(r)
+            if len(group) == _batch_size(length):
+                _fit_chunk(group, length, len(group), self.opts)
+                self.waiting[length] = []
+
+    def finish(self) -> None:
+        """Fit the partial chunks; the final values and warnings of every fitted row."""
+        for length, group in sorted(self.waiting.items()):
+            if group:
+                _fit_chunk(group, length, _batch_size(length), self.opts)
+        self.waiting.clear()
+        for r in self.fitted:
+            _finish_row(r)
 
 
 def _finish_row(r: _Row) -> None:
@@ -980,12 +961,14 @@ def _remote_layer(path: str, dims: tuple, attrs: dict, array: np.ndarray,
 
 
 def _collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progress,
-             randomize=False, key=None, label="rmtkit", executor=None) -> list[_Row]:
+             randomize=False, key=None, label="rmtkit", executor=None,
+             on_rows: Callable[[list[_Row]], None] | None = None) -> list[_Row]:
     """Resolve, select and stream the layers: rows with spectra (and randomization).
 
     The layers run on local threads (:func:`rmtkit._exec.ordered_map`) or, when
     :func:`rmtkit._exec.dask_client` finds a cluster for them, as one task per layer on its
-    workers (:func:`rmtkit._exec.dask_map`); rows come back in layer order either way.
+    workers (:func:`rmtkit._exec.dask_map`); rows come back in layer order either way, each
+    layer's handed to ``on_rows`` (on this thread) as soon as it is back.
     """
     filt = _parse_layers(layers)
     tree = _resolve(weights, base=base, lora=lora)
@@ -1005,6 +988,8 @@ def _collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progres
     try:
         for path, layer_rows in results:
             rows.extend(layer_rows)
+            if on_rows is not None:
+                on_rows(layer_rows)
             bar.step(path)
     finally:
         bar.close()
@@ -1113,10 +1098,11 @@ def analyze(
                           lora=lora, progress=progress)
     dask_client(executor)  # a bad executor fails before any work
     _check_key(key)
+    fitter = _Fitter(opts)
     rows = _collect(weights, layers=layers, min_evals=min_evals, max_evals=max_evals, pool=pool,
                     base=base, lora=lora, progress=progress, randomize=randomize, key=key,
-                    label="analyze", executor=executor)
-    _fit_rows(rows, opts)
+                    label="analyze", executor=executor, on_rows=fitter.add)
+    fitter.finish()
     attrs = {
         "rmtkit_function": "analyze", "model": _describe_input(weights), "fit": fit,
         "xmin_method": xmin_method, "xmin_max": xmin_max, "xmax": xmax,

@@ -1,5 +1,6 @@
 """The analysis's execution layer: threads, memory budget, compilation cache, host spectra."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import scipy.linalg
 
 import rmtkit
-from rmtkit import _exec, _host
+from rmtkit import _exec, _host, _stored
 from rmtkit.analysis import analyze
 
 
@@ -168,7 +169,7 @@ def test_randomization_statistics_are_those_of_the_public_functions():
     assert float(row.ww_softrank) == pytest.approx(top / evals[-1], rel=1e-12)
 
 
-def test_exported_kernels_give_the_jitted_kernels_results_and_are_stored():
+def test_stored_kernels_give_the_jitted_kernels_results_and_are_stored():
     from rmtkit import analysis
 
     evals = np.sort(np.random.default_rng(6).pareto(2.0, (16, 256)) + 1.0, axis=1)
@@ -177,14 +178,15 @@ def test_exported_kernels_give_the_jitted_kernels_results_and_are_stored():
     n_rows = np.full(16, 300.0)
     opts = analysis._Options()
     with jax.enable_x64(True):
-        ref = jax.device_get(analysis._kernel("fit", opts)(evals, mask, n_rows))
+        ref = jax.device_get(jax.jit(analysis._kernel_fn("fit", opts))(evals, mask, n_rows))
         got = jax.device_get(analysis._call_kernel("fit", opts, evals, mask, n_rows))
     assert set(got) == set(ref)
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
     folder = _exec.enable_compilation_cache()
-    if folder is not None:  # the serialized kernel is on disk for the next process
-        assert any(p.endswith(".bin") for p in os.listdir(os.path.join(folder, "rmtkit-exported")))
+    if folder is not None:  # the compiled kernel is on disk for the next process
+        stored = os.path.join(folder, _stored.EXECUTABLES)
+        assert any(p.endswith(".bin") for p in os.listdir(stored))
 
 
 def test_unpooled_randomization_is_the_draw_the_plots_show():
@@ -199,3 +201,52 @@ def test_unpooled_randomization_is_the_draw_the_plots_show():
         row = details.isel(layer=i)
         rand = plot._randomized_esd(w, jax.random.key(2), int(row.layer_id), int(row.slice_id))
         assert float(row.max_rand_eval) == rand[-1]  # 120 eigenvalues: one replica
+
+
+_STORE_SCRIPT = """
+import json, sys
+import jax, numpy as np
+from rmtkit import _stored, analysis
+calls = []
+compile_and_store = _stored._compile_and_store
+_stored._compile_and_store = lambda *a: calls.append(1) or compile_and_store(*a)
+evals = np.sort(np.random.default_rng(8).pareto(2.0, (16, 128)) + 1.0, axis=1)
+mask, n_rows, opts = np.ones_like(evals, bool), np.full(16, 200.0), analysis._Options()
+with jax.enable_x64(True):
+    got = jax.device_get(analysis._call_kernel("fit", opts, evals, mask, n_rows))
+    ref = jax.device_get(jax.jit(analysis._kernel_fn("fit", opts))(evals, mask, n_rows))
+same = all(np.array_equal(got[k], ref[k], equal_nan=True) for k in ref)
+print(json.dumps({"compiled": len(calls), "same": same}))
+"""
+
+
+def test_stored_kernels_are_loaded_by_the_next_process_and_a_corrupt_one_is_replaced(tmp_path):
+    """Fresh processes sharing a cache folder: the first compiles and stores the kernel, the
+    next loads it; a corrupt file is compiled again (JAX's own cache holds a copy that does not
+    serialize whole: the retry under a fresh name) and rewritten; the results never change."""
+    env = dict(os.environ, RMTKIT_JAX_CACHE=str(tmp_path))
+
+    def run() -> dict:
+        out = subprocess.run([sys.executable, "-c", _STORE_SCRIPT], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    assert run() == {"compiled": 1, "same": True}
+    (stored,) = (tmp_path / _stored.EXECUTABLES).iterdir()
+    assert run() == {"compiled": 0, "same": True}
+    stored.write_bytes(b"not an executable")
+    assert run() == {"compiled": 1, "same": True}
+    assert stored.stat().st_size > 1000 and not list(tmp_path.rglob("*" + _stored.NO_STORE))
+    assert run() == {"compiled": 0, "same": True}
+
+
+def test_prune_removes_only_stale_kernels_of_other_fingerprints(tmp_path):
+    old = time.time() - _stored.STALE_SECONDS - 60
+    names = {"mine-old.bin": old, "other-old.bin": old, "other-new.bin": time.time(),
+             "other-old.bin" + _stored.NO_STORE: old, "other-old.txt": old}
+    for name, mtime in names.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    _stored._prune(str(tmp_path), "mine")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine-old.bin", "other-new.bin",
+                                                          "other-old.txt"]
