@@ -6,8 +6,10 @@
                    [--layers ITEM ...] [--min-evals N] [--max-evals N] [--no-pool]
                    [--fix-fingers clip_xmax] [--base BASE] [--lora delta|merged] [--seed N]
                    [--plots DIR] [--out FILE.csv|.nc|.parquet] [--quiet]
+                   [--threads N] [--scheduler tcp://HOST:PORT]
     rmtkit describe [MODEL] [--layers ITEM ...] [--min-evals N] [--no-pool]
     rmtkit compare A B [C ...] [--layers ...] [--min-evals N] [--fit ...] [--out FILE.nc|.csv]
+                   [--threads N] [--scheduler tcp://HOST:PORT]
     rmtkit sharpen IN.onnx OUT.onnx [--mode zero|clip] [--seed N] [--layers ...]
     rmtkit smooth IN.onnx OUT.onnx [--method detX|alpha_min|rmt|percent] [--percent P]
 
@@ -17,6 +19,7 @@ the model cannot be read or an option is invalid (one line on stderr, ``rmtkit: 
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -27,6 +30,10 @@ _TABLE_COLUMNS = ["layer_id", "name", "kind", "slice_id", "N", "M", "num_evals",
                   "alpha_weighted", "log_norm", "log_spectral_norm", "stable_rank", "Lambda",
                   "num_fingers", "sigma_mp", "num_spikes", "rand_distance", "num_traps",
                   "detX_num", "warning"]
+
+
+#: seconds to wait for the ``--scheduler`` of a dask cluster to answer
+SCHEDULER_TIMEOUT = 10
 
 
 class _CliError(Exception):
@@ -75,14 +82,25 @@ def _add_common(p, *, model_optional: bool, analysis: bool):
     if analysis:
         p.add_argument("--fit", choices=("PL", "TPL", "E_TPL"), default="PL",
                        help="power law (default), truncated power law, or TPL on the peak range")
-        p.add_argument("--fix-fingers", choices=("clip_xmax",), default=None)
-        p.add_argument("--xmin-method", choices=("search", "median", "peak"), default="search")
+        p.add_argument("--fix-fingers", choices=("clip_xmax",), default=None,
+                       help="refit without the top eigenvalues when they stand apart from the "
+                            "power law (adds raw_alpha and num_fingers)")
+        p.add_argument("--xmin-method", choices=("search", "median", "peak"), default="search",
+                       help="xmin: KS search over all candidates (default), the median "
+                            "eigenvalue (Hill estimator), or a search near the ESD peak")
         p.add_argument("--randomize", action="store_true",
                        help="add randomized-spectrum metrics and correlation traps")
         p.add_argument("--mp-fit", action="store_true", help="add the Marchenko-Pastur fit")
         p.add_argument("--detx", action="store_true", help="add the detX (ERG) tail")
         p.add_argument("--seed", type=int, default=0, help="randomization seed (default 0)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        p.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="local worker threads, one layer each (default: all cores, or "
+                            "$RMTKIT_THREADS)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the per-layer work on an existing dask.distributed cluster, "
+                            "e.g. tcp://host:8786 (the workers must see the model files; "
+                            "needs rmtkit[dask])")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,17 +134,23 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sharpen", help="remove correlation traps (SVD sharpening); ONNX out")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
-    p.add_argument("--mode", choices=("zero", "clip"), default="zero")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layers", nargs="+", metavar="ITEM")
+    p.add_argument("--mode", choices=("zero", "clip"), default="zero",
+                   help="zero the trap components (default) or shrink them to the MP bulk edge")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the randomization that finds the traps: the draw of "
+                        "`rmtkit analyze --randomize --seed N` (default 0)")
+    p.add_argument("--layers", nargs="+", metavar="ITEM", help="which layers (as analyze)")
 
     p = sub.add_parser("smooth", help="keep the top singular components (SVD smoothing); "
                                       "ONNX out")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
-    p.add_argument("--method", choices=("detX", "alpha_min", "rmt", "percent"), default="detX")
-    p.add_argument("--percent", type=float, default=0.2)
-    p.add_argument("--layers", nargs="+", metavar="ITEM")
+    p.add_argument("--method", choices=("detX", "alpha_min", "rmt", "percent"), default="detX",
+                   help="components kept per slice: the detX tail (default), the power-law "
+                        "tail, the MP spikes, or a fraction (--percent)")
+    p.add_argument("--percent", type=float, default=0.2, metavar="P",
+                   help="fraction of components kept with --method percent (default 0.2)")
+    p.add_argument("--layers", nargs="+", metavar="ITEM", help="which layers (as analyze)")
     return parser
 
 
@@ -194,6 +218,32 @@ def _analysis_kwargs(args) -> dict:
     )
 
 
+@contextlib.contextmanager
+def _execution(args):
+    """Where the analyses of a command run: ``--threads`` local workers, or the cluster of
+    ``--scheduler`` (a ``distributed.Client``, closed at the end; yields it as the
+    ``executor``, else None)."""
+    from rmtkit._exec import local_workers
+
+    if args.threads is not None and args.threads < 1:
+        raise _CliError(f"--threads must be >= 1; got {args.threads}")
+    with local_workers(args.threads) if args.threads else contextlib.nullcontext():
+        if args.scheduler is None:
+            yield None
+            return
+        try:
+            from distributed import Client
+        except ImportError:
+            raise _CliError("--scheduler needs dask.distributed: pip install "
+                            "'rmtkit[dask]'") from None
+        try:
+            client = Client(args.scheduler, timeout=SCHEDULER_TIMEOUT)
+        except OSError as err:
+            raise _CliError(f"--scheduler {args.scheduler}: cannot connect ({err})") from None
+        with client:
+            yield client
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands.
 
@@ -214,7 +264,9 @@ def _cmd_analyze(args) -> int:
         except ImportError as err:
             raise _CliError(f"--plots needs rmtkit.plot and matplotlib ({err}); "
                             "pip install 'rmtkit[plot]'") from None
-    details = analyze(model, base=args.base, lora=args.lora, **_analysis_kwargs(args))
+    with _execution(args) as executor:
+        details = analyze(model, base=args.base, lora=args.lora, executor=executor,
+                          **_analysis_kwargs(args))
     print(f"{model}: {details.sizes['layer']} rows")
     print(_table(details))
     print("\nSummary (means over layers, NaN ignored):")
@@ -297,7 +349,9 @@ def _cmd_compare(args) -> int:
         _save_details_check(args.out, allow_parquet=False)
     names = _names(args.models)
     kwargs = _analysis_kwargs(args)
-    results = {name: analyze(m, **kwargs) for name, m in zip(names, args.models, strict=True)}
+    with _execution(args) as executor:
+        results = {name: analyze(m, executor=executor, **kwargs)
+                   for name, m in zip(names, args.models, strict=True)}
     table = pd.DataFrame({name: {k: float(v) for k, v in summary(ds).data_vars.items()}
                           for name, ds in results.items()})
     with pd.option_context("display.width", 200, "display.float_format", lambda x: f"{x:.4f}"):
