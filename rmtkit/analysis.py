@@ -1319,7 +1319,9 @@ def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = ("frobenius
 
     Returns a Dataset with dim ``layer`` (the matched layers of ``a``, in its order), coords
     ``name, kind, layer_id``, one variable per method (``rmtkit.distances``: "frobenius",
-    "cosine", "cka"). Layers absent from ``b`` or of another shape are NaN.
+    "cosine", "cka"). Layers absent from ``b`` or of another shape are NaN with ``warning``
+    "no-match"; a layer either model cannot read, "read-failed: ..." (the others go on); one
+    with non-finite weights, "non-finite-weights".
     """
     from rmtkit._load import load
     from rmtkit.distance import distances
@@ -1341,15 +1343,21 @@ def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = ("frobenius
                              rf=rf, slice_id=0, n_expected=rf * n_cols))
             wb = other.get(path)
             ok = wb is not None and wb.shape == w.shape
-            wa_np = np.asarray(w.values, np.float64) if ok else None
-            wb_np = np.asarray(wb.values, np.float64) if ok else None
+            if not ok:
+                rows[-1].warning = "no-match"
+            wa_np = wb_np = None
+            if ok:
+                try:  # a layer that cannot be read is a row's warning, as in analyze
+                    wa_np = np.asarray(_as_float(np.asarray(w.values)), np.float64)
+                    wb_np = np.asarray(_as_float(np.asarray(wb.values)), np.float64)
+                except Exception as err:  # noqa: BLE001 -- whatever reading one layer raises
+                    ok = False
+                    rows[-1].warning = f"read-failed: {_first_line(err)}"
             if ok and not (np.all(np.isfinite(wa_np)) and np.all(np.isfinite(wb_np))):
                 ok = False
+                rows[-1].warning = "non-finite-weights"
             for m in methods:
                 values[m].append(float(distances(wa_np, wb_np, method=m)) if ok else np.nan)
-            if not ok:
-                rows[-1].warning = "no-match" if wb is None or wb.shape != w.shape \
-                    else "non-finite-weights"
             del wa_np, wb_np
     for r, i in zip(rows, range(len(rows)), strict=True):
         r.values = {m: values[m][i] for m in methods}

@@ -371,6 +371,24 @@ def test_model_distances():
     assert list(c.warning.values) == ["no-match", "no-match"] and np.isnan(c.cosine).all()
 
 
+def test_model_distances_turn_an_unreadable_layer_into_its_row():
+    def broken():
+        raise OSError("disk on fire")
+
+    a = from_layers({"fc1": heavy(100, 64), "fc2": heavy(64, 100, 1), "fc3": heavy(50, 40, 2)})
+    b = build_tree([("fc1", weight_node(LazyArray(broken, (100, 64), np.float32), kind="dense",
+                                        layer_id=0)),
+                    ("fc2", weight_node(heavy(64, 100, 3), kind="dense", layer_id=1)),
+                    ("fc3", weight_node(np.full((50, 40), np.inf), kind="dense", layer_id=2))])
+    d = model_distances(a, b)
+    assert list(d.warning.values) == ["read-failed: disk on fire", "",
+                                      "non-finite-weights"]
+    assert np.isnan(d.frobenius[0]) and np.isnan(d.cka[2])
+    ref = model_distances(from_layers({"fc2": heavy(64, 100, 1)}),
+                          from_layers({"fc2": heavy(64, 100, 3)}))
+    assert float(d.frobenius[1]) == float(ref.frobenius[0])
+
+
 # --------------------------------------------------------------------------- frameworks
 
 
