@@ -151,14 +151,12 @@ def _round_trips(compiled, args: tuple) -> tuple | None:
     return serialized if same else None
 
 
-def _prune(folder: str, keep_prefix: str) -> None:
+def _prune(folder: str, keep_prefix: str, now: float) -> None:
     """Remove the stored kernels (and markers) of other fingerprints, i.e. of another rmtkit
-    source, jax or machine, not used for :data:`STALE_SECONDS` (an older rmtkit sharing the
-    folder keeps the files it still uses). A file in use elsewhere may vanish: it is then
+    source, jax or machine, not used for :data:`STALE_SECONDS` before ``now`` (the file
+    system's time of the file just written: no clock is read). An older rmtkit sharing the
+    folder keeps the files it still uses; a file in use elsewhere may vanish: it is then
     compiled again, never misread."""
-    import time
-
-    now = time.time()
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -185,7 +183,9 @@ def _compile_and_store(path: str, fn: Callable, module: str, args: tuple):
         serialized = _round_trips(compiled, args)
         if serialized is not None:
             _write(path, serialized)
-            _prune(os.path.dirname(path), _fingerprint()[:FINGERPRINT_CHARS])
+            with contextlib.suppress(OSError):
+                _prune(os.path.dirname(path), _fingerprint()[:FINGERPRINT_CHARS],
+                       os.stat(path).st_mtime)
             return compiled
     _write(path + NO_STORE, None)
     return compiled

@@ -241,12 +241,13 @@ def test_stored_kernels_are_loaded_by_the_next_process_and_a_corrupt_one_is_repl
 
 
 def test_prune_removes_only_stale_kernels_of_other_fingerprints(tmp_path):
-    old = time.time() - _stored.STALE_SECONDS - 60
-    names = {"mine-old.bin": old, "other-old.bin": old, "other-new.bin": time.time(),
+    now = 2_000_000_000.0
+    old = now - _stored.STALE_SECONDS - 60
+    names = {"mine-old.bin": old, "other-old.bin": old, "other-new.bin": now - 60,
              "other-old.bin" + _stored.NO_STORE: old, "other-old.txt": old}
     for name, mtime in names.items():
         (tmp_path / name).write_bytes(b"x")
         os.utime(tmp_path / name, (mtime, mtime))
-    _stored._prune(str(tmp_path), "mine")
+    _stored._prune(str(tmp_path), "mine", now)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine-old.bin", "other-new.bin",
                                                           "other-old.txt"]
