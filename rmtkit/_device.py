@@ -12,9 +12,9 @@ the power law is fitted to (near :math:`\lambda_{\max}`), ``lambda_max``, the no
 stable rank are resolved; the eigenvalues near zero, which decide ``matrix_rank``,
 ``rank_loss`` and ``weak_rank_loss``, are not when the slice is (nearly) rank-deficient. So a
 slice whose smallest float32 eigenvalue is below :data:`RESOLVE` :math:`\cdot M\epsilon_{32}
-\lambda_{\max}` is recomputed in float64 on the device (and by the host's SVD if even that
-cannot resolve it, as :mod:`rmtkit._host` does). Well-conditioned slices (e.g. rectangular
-layers, :math:`Q \gtrsim 2`) stay float32 throughout.
+\lambda_{\max}` is recomputed in float64 on the device, and by the host's SVD where even that
+does not resolve it (:func:`rmtkit._host.gram_resolved`, the host's own test). Well-conditioned
+slices (e.g. rectangular layers, :math:`Q \gtrsim 2`) stay float32 throughout.
 
 Agreement with the float64 host route is tested on the CPU backend (the route can be forced):
 alpha, ``lambda_max``, norms to float32 precision; the rank metrics exactly.
@@ -56,7 +56,7 @@ def device_esd(w: np.ndarray, *, normalize: bool = False, pool: bool = True,
     Same conventions and shapes as :func:`rmtkit._host.host_esd` (returned as float64
     numpy); see the module docstring for the precision policy.
     """
-    from rmtkit._host import _slice_evals
+    from rmtkit._host import gram_resolved, svd_evals
 
     w = np.asarray(w)
     stack = np.ascontiguousarray(oriented_slices(w, np))  # (rf, N, M)
@@ -68,8 +68,8 @@ def device_esd(w: np.ndarray, *, normalize: bool = False, pool: bool = True,
         with jax.enable_x64(True):
             evals[redo] = np.asarray(_gram_eigvalsh(on_device[np.flatnonzero(redo)],
                                                     jnp.float64))
-        still = _unresolved(evals, float(np.finfo(np.float64).eps)) & redo
-        for i in np.flatnonzero(still):  # rank-deficient even in float64: SVD values
-            evals[i] = _slice_evals(stack[i])
+        still = redo & ~gram_resolved(evals)
+        for i in np.flatnonzero(still):  # rank-deficient even in float64: SVD values (as host)
+            evals[i] = svd_evals(stack[i])
     return combine_slices(np.sort(evals, axis=1), ndim=w.ndim, n_rows=n_rows,
                           normalize=normalize, pool=pool, conv_norm=conv_norm, xp=np)

@@ -31,11 +31,11 @@ import os
 
 import numpy as np
 
-from rmtkit.esd import combine_slices, oriented_slices
+from rmtkit.esd import canonical_slices, combine_slices, from_canonical_slices, oriented_slices
 
-__all__ = ["DEVICE_ENV", "GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "host_esd",
-           "host_randomize", "host_slices", "key_rng", "layer_esd", "randomized_spectra",
-           "use_device"]
+__all__ = ["DEVICE_ENV", "GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "gram_resolved",
+           "host_esd", "host_randomize", "host_slices", "key_rng", "layer_esd",
+           "randomized_spectra", "svd_evals", "use_device"]
 
 #: environment variable forcing the device route on ("1") or off ("0"); default: on with a GPU
 DEVICE_ENV = "RMTKIT_DEVICE_SPECTRA"
@@ -88,6 +88,19 @@ def gram64(a: np.ndarray) -> np.ndarray:
     return gram
 
 
+def gram_resolved(evals: np.ndarray) -> np.ndarray:
+    r"""Whether float64 Gram spectra (ascending, ``(..., M)``) resolve their smallest
+    eigenvalue: :math:`\lambda_{\min} \ge` :data:`GRAM_FLOOR` :math:`\cdot M\lambda_{\max}`;
+    where not, SVD values decide (:func:`svd_evals`)."""
+    return evals[..., 0] >= GRAM_FLOOR * evals.shape[-1] * evals[..., -1]
+
+
+def svd_evals(a: np.ndarray) -> np.ndarray:
+    """Ascending squared singular values of one slice, float64 SVD (no Gram round-off)."""
+    s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
+    return np.sort(s * s)
+
+
 def _slice_evals(a: np.ndarray) -> np.ndarray:
     """Ascending eigenvalues of ``a.T @ a`` (float64) for one ``N x M`` slice, ``N >= M``.
 
@@ -96,10 +109,9 @@ def _slice_evals(a: np.ndarray) -> np.ndarray:
     """
     if a.shape[1] > SVD_BELOW:
         evals = np.linalg.eigvalsh(gram64(a))
-        if evals[0] >= GRAM_FLOOR * a.shape[1] * evals[-1]:
+        if gram_resolved(evals):
             return evals
-    s = np.linalg.svd(np.asarray(a, dtype=np.float64), compute_uv=False)
-    return np.sort(s * s)
+    return svd_evals(a)
 
 
 def footprint(shape, itemsize: int) -> int:
@@ -144,12 +156,12 @@ def host_randomize(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ``W[:, :, i(, j)]`` keeps its multiset of entries), drawn from ``rng``.
     """
     w = np.asarray(w)
-    fan_out, fan_in = w.shape[:2]
-    stack = np.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0).reshape(-1, fan_out * fan_in)
-    out = np.empty_like(stack)
-    for i, row in enumerate(stack):
+    slices = canonical_slices(w, np)
+    flat = slices.reshape(slices.shape[0], -1)
+    out = np.empty_like(flat)
+    for i, row in enumerate(flat):
         out[i] = row[rng.permutation(row.size)]
-    return np.moveaxis(out.reshape(-1, fan_out, fan_in), 0, -1).reshape(w.shape)
+    return from_canonical_slices(out.reshape(slices.shape), w.shape, np)
 
 
 def randomized_spectra(w: np.ndarray, key, *, conv_norm: float = 0.5,

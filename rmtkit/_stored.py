@@ -256,8 +256,8 @@ def stored_kernel(fn: Callable, name: str, *args) -> Callable:
                          .encode()).hexdigest()
     compiled = _LOADED.get(key)
     if compiled is None:
-        name = f"{_fingerprint()[:FINGERPRINT_CHARS]}-{key[:32]}.bin"
-        path = os.path.join(folder, EXECUTABLES, name)
+        filename = f"{_fingerprint()[:FINGERPRINT_CHARS]}-{key[:32]}.bin"
+        path = os.path.join(folder, EXECUTABLES, filename)
         compiled = _load_executable(path)
         if compiled is not None:
             with contextlib.suppress(OSError):

@@ -13,11 +13,11 @@ float64 on a CPU (:mod:`rmtkit._host`) and from the device, float32 first, with 
 :func:`rmtkit.pad_spectra`, and every bucket is fitted
 by **one** jitted ``jax.vmap`` of :func:`rmtkit.fit_pl` (or ``fit_tpl``) and
 :func:`rmtkit.spectral_metrics` (and ``mp_fit``, ``detx``, the randomized-spectrum statistics),
-in float64. The jitted kernels are cached at module level by (options, bucket length, batch
-size) and on disk (JAX's persistent compilation cache, :func:`rmtkit._exec.
-enable_compilation_cache`), and the batch size is fixed per bucket length, so a 200-layer
-model compiles a handful of kernels, once per machine. Results never depend on the executor,
-the thread count or the scheduling (tested bit for bit).
+in float64, while the layers are still being read. The compiled kernels are kept per
+(options, bucket length, batch size) in memory and on disk (:mod:`rmtkit._stored`, in the
+folder of :func:`rmtkit._exec.enable_compilation_cache`), and the batch size is fixed per
+bucket length, so a 200-layer model compiles a handful of kernels, once per machine. Results
+never depend on the executor, the thread count or the scheduling (tested bit for bit).
 
 The result has one row per layer along dim ``layer`` (one per convolution slice with
 ``pool=False``, with coordinate ``slice_id``); coordinates ``name`` (node path), ``kind``,
@@ -91,7 +91,6 @@ import xarray as xr
 from rmtkit._exec import (
     dask_client,
     dask_map,
-    enable_compilation_cache,
     local_workers,
     ordered_map,
 )
@@ -100,7 +99,7 @@ from rmtkit._stored import stored_kernel
 from rmtkit._validate import is_real_dtype
 from rmtkit.collection import KINDS, iter_layers, sanitize_path
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.esd import bucket_length, pad_spectra
+from rmtkit.esd import bucket_length, canonical_slices, pad_spectra
 from rmtkit.finetune import (
     LORA_MODES,
     SKIP_ATTR,
@@ -510,19 +509,24 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def _read_weights(w: xr.DataArray) -> tuple[np.ndarray | None, str]:
+    """``(W, "")`` as :func:`_as_float` gives it, or ``(None, "read-failed: <reason>")``:
+    whatever reading one layer raises becomes its row's warning, the other layers go on."""
+    try:
+        return _as_float(np.asarray(w.values)), ""
+    except Exception as err:  # noqa: BLE001 -- a loader's own error types included
+        return None, f"read-failed: {_first_line(err)}"
+
+
 def _read_spectra(w: xr.DataArray, rows: list[_Row], *, pool: bool, min_evals: int):
     """Read ``W``, fill the rows' spectra (or a warning); return the array (or None).
 
     Never raises for a bad layer: the checks of the module docstring, in its order, turn into
     the rows' ``warning``.
     """
-    try:
-        a = _as_float(np.asarray(w.values))
-    except Exception as err:  # whatever reading one layer raises, the others go on
-        for row in rows:
-            row.warning = f"read-failed: {_first_line(err)}"
-        return None
-    reason = _value_warning(a)
+    a, reason = _read_weights(w)
+    if not reason:
+        reason = _value_warning(a)
     if reason:
         for row in rows:
             row.warning = reason
@@ -580,8 +584,7 @@ def _randomization_unit(a: np.ndarray, layer_key, slice_id: int | None = None):
     """
     if slice_id is None:
         return a, layer_key
-    fan_out, fan_in = a.shape[:2]
-    stack = np.moveaxis(a.reshape(fan_out, fan_in, -1), -1, 0)
+    stack = canonical_slices(a, np)
     gain = math.sqrt(stack.shape[0] * CONV_NORM)
     return stack[slice_id].astype(np.float64) * gain, jax.random.fold_in(layer_key, slice_id)
 
@@ -783,14 +786,12 @@ class _Fitter:
         for r in rows:
             if r.evals is None or r.warning not in ("",) + _SCALE_ONLY:
                 continue
-            if not self.fitted:
-                enable_compilation_cache()
             self.fitted.append(r)
             length = bucket_length(r.evals.size, min_length=MIN_BUCKET)
             group = self.waiting.setdefault(length, [])
             group.append(r)
             if len(group) == _batch_size(length):
-                _fit_chunk(group, length, len(group), self.opts)
+                _fit_chunk(group, length, _batch_size(length), self.opts)
                 self.waiting[length] = []
 
     def finish(self) -> None:
@@ -1342,22 +1343,20 @@ def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = ("frobenius
                              layer_id=int(w.attrs.get("layer_id", -1)), N=n_rows, M=n_cols,
                              rf=rf, slice_id=0, n_expected=rf * n_cols))
             wb = other.get(path)
-            ok = wb is not None and wb.shape == w.shape
-            if not ok:
-                rows[-1].warning = "no-match"
             wa_np = wb_np = None
-            if ok:
-                try:  # a layer that cannot be read is a row's warning, as in analyze
-                    wa_np = np.asarray(_as_float(np.asarray(w.values)), np.float64)
-                    wb_np = np.asarray(_as_float(np.asarray(wb.values)), np.float64)
-                except Exception as err:  # noqa: BLE001 -- whatever reading one layer raises
-                    ok = False
-                    rows[-1].warning = f"read-failed: {_first_line(err)}"
-            if ok and not (np.all(np.isfinite(wa_np)) and np.all(np.isfinite(wb_np))):
-                ok = False
-                rows[-1].warning = "non-finite-weights"
+            if wb is None or wb.shape != w.shape:
+                reason = "no-match"
+            else:  # a layer either model cannot read is its row's warning, as in analyze
+                wa_np, reason = _read_weights(w)
+                if not reason:
+                    wb_np, reason = _read_weights(wb)
+                if not reason and not (np.all(np.isfinite(wa_np))
+                                       and np.all(np.isfinite(wb_np))):
+                    reason = "non-finite-weights"
+            rows[-1].warning = reason
             for m in methods:
-                values[m].append(float(distances(wa_np, wb_np, method=m)) if ok else np.nan)
+                values[m].append(np.nan if reason else float(distances(
+                    np.asarray(wa_np, np.float64), np.asarray(wb_np, np.float64), method=m)))
             del wa_np, wb_np
     for r, i in zip(rows, range(len(rows)), strict=True):
         r.values = {m: values[m][i] for m in methods}

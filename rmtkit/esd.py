@@ -42,11 +42,23 @@ def slices(w: ArrayLike) -> Float[Array, "rf n m"]:
     return oriented_slices(_validate.weights(w), jnp)
 
 
+def canonical_slices(w, xp=jnp):
+    """The ``(rf, fan_out, fan_in)`` slices ``W[:, :, i(, j)]`` of a canonical weight array of
+    the array module ``xp`` (jnp or np), not oriented; a view where ``xp`` allows."""
+    fan_out, fan_in = w.shape[:2]
+    return xp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)
+
+
+def from_canonical_slices(stack, shape, xp=jnp):
+    """Inverse of :func:`canonical_slices`: ``(rf, fan_out, fan_in)`` slices back to the
+    canonical weight ``shape``."""
+    return xp.moveaxis(stack, 0, -1).reshape(shape)
+
+
 def oriented_slices(w, xp):
     """:func:`slices` for an already validated array of the array module ``xp`` (jnp or np)."""
-    fan_out, fan_in = w.shape[:2]
-    stack = xp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)  # (rf, fan_out, fan_in)
-    return stack if fan_out >= fan_in else xp.swapaxes(stack, 1, 2)
+    stack = canonical_slices(w, xp)
+    return stack if w.shape[0] >= w.shape[1] else xp.swapaxes(stack, 1, 2)
 
 
 def combine_slices(evals, *, ndim: int, n_rows: int, normalize: bool, pool: bool,

@@ -18,7 +18,13 @@ from jaxtyping import Bool, Float, Int
 
 from rmtkit import _validate
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.esd import compute_dtype, masked, oriented_shape
+from rmtkit.esd import (
+    canonical_slices,
+    compute_dtype,
+    from_canonical_slices,
+    masked,
+    oriented_shape,
+)
 from rmtkit.mp import mp_fit
 
 
@@ -95,8 +101,7 @@ def _svd_slices(w: Array, dtype):
     """SVD of every slice. A slice with a NaN / infinite entry is decomposed as zeros and its
     singular values set to NaN, so the result is NaN there: LAPACK's ``gesdd`` with vectors
     never returns on some such inputs (found by tests/test_fuzz_math.py)."""
-    fan_out, fan_in = w.shape[:2]
-    stack = jnp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0).astype(dtype)
+    stack = canonical_slices(w).astype(dtype)
     finite = jnp.all(jnp.isfinite(stack), axis=(1, 2))
     u, s, vh = jnp.linalg.svd(jnp.where(finite[:, None, None], stack, 0.0),
                               full_matrices=False)
@@ -184,7 +189,7 @@ def _sharpen(w, num_traps, mode, margin):
     changed = jnp.any(chosen, axis=1) & ok  # (rf,)
     rebuilt = jnp.einsum("rik,rk,rkj->rij", u, new_s, vh, precision=jax.lax.Precision.HIGHEST)
     out = jnp.where(changed[:, None, None], rebuilt, stack)
-    return jnp.moveaxis(out, 0, -1).reshape(w.shape).astype(w.dtype)
+    return from_canonical_slices(out, w.shape).astype(w.dtype)
 
 
 def _pl_tail_size(evals: Array) -> Array:
@@ -275,4 +280,4 @@ def _smooth(w, k, method, percent, margin):
     new_s = jnp.where(keep, s, 0.0)
     rebuilt = jnp.einsum("rik,rk,rkj->rij", u, new_s, vh, precision=jax.lax.Precision.HIGHEST)
     out = jnp.where((kk == 0)[:, :, None], stack, rebuilt)
-    return jnp.moveaxis(out, 0, -1).reshape(w.shape).astype(w.dtype)
+    return from_canonical_slices(out, w.shape).astype(w.dtype)

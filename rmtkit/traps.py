@@ -19,18 +19,15 @@ from jaxtyping import Bool, Float, Int
 
 from rmtkit import _validate
 from rmtkit.errors import InvalidWeightsError
-from rmtkit.esd import compute_dtype, masked, oriented_shape, receptive_field
+from rmtkit.esd import (
+    canonical_slices,
+    compute_dtype,
+    from_canonical_slices,
+    masked,
+    oriented_shape,
+    receptive_field,
+)
 from rmtkit.mp import mp_fit
-
-
-def _canonical_slices(w: Array) -> Array:
-    """``(rf, fan_out, fan_in)`` slices of a canonical weight array (not oriented)."""
-    fan_out, fan_in = w.shape[:2]
-    return jnp.moveaxis(w.reshape(fan_out, fan_in, -1), -1, 0)
-
-
-def _from_slices(stack: Array, shape) -> Array:
-    return jnp.moveaxis(stack, 0, -1).reshape(shape)
 
 
 def _permutations(key: Array, rf: int, size: int) -> Int[Array, "rf size"]:
@@ -81,12 +78,12 @@ def randomize(
 
 @jax.jit
 def _randomize(w, key):
-    stack = _canonical_slices(w)
+    stack = canonical_slices(w)
     rf, fan_out, fan_in = stack.shape
     perm = _permutations(key, rf, fan_out * fan_in)
     flat = stack.reshape(rf, -1)
     shuffled = jnp.take_along_axis(flat, perm, axis=1)
-    return _from_slices(shuffled.reshape(stack.shape), w.shape)
+    return from_canonical_slices(shuffled.reshape(stack.shape), w.shape)
 
 
 def _js(p, q, valid):
@@ -295,7 +292,7 @@ def _traps(w, key, replicas, margin, max_traps, scale, dtype) -> TrapStats:
     rf = receptive_field(w.shape)
     k = min(w.shape[0], w.shape[1])
 
-    stack = _canonical_slices(w).astype(dtype)  # (rf, fan_out, fan_in)
+    stack = canonical_slices(w).astype(dtype)  # (rf, fan_out, fan_in)
     _, fan_out, fan_in = stack.shape
     flat = stack.reshape(rf, -1)
     keys = jax.random.split(key, replicas)
