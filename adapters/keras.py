@@ -36,7 +36,7 @@ from rmtkit.errors import CorruptModelError, MissingDataError, UnsupportedModelE
 
 keras = require("keras", extra="keras", who="rmtkit.adapters.keras")
 
-__all__ = ["from_keras", "load"]
+__all__ = ["from_keras", "from_object", "load"]
 
 
 def _lazy(get) -> tuple[LazyArray, str]:
@@ -181,3 +181,11 @@ def load(path: str | os.PathLike) -> xr.DataTree:
     except Exception as err:
         raise CorruptModelError(f"{where}: Keras could not load the model: {err}") from err
     return from_keras(model)
+
+
+def from_object(obj: Any, **kw: Any) -> xr.DataTree | None:
+    """The collection of a ``keras.Layer`` / ``keras.Model`` (:func:`from_keras`); None for
+    anything else."""
+    if isinstance(obj, keras.Layer):
+        return from_keras(obj, **kw)
+    return None

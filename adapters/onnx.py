@@ -51,7 +51,7 @@ from rmtkit.errors import (
 onnx = require("onnx", extra="onnx", who="rmtkit.adapters.onnx")
 from onnx import numpy_helper  # noqa: E402
 
-__all__ = ["from_onnx", "load", "save"]
+__all__ = ["from_object", "from_onnx", "load", "save", "write_back"]
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -702,3 +702,18 @@ def save(
             onnx.save_model(model, str(path))
     return model
 
+
+def from_object(obj: Any, **kw: Any) -> xr.DataTree | None:
+    """The collection of an ``onnx.ModelProto`` (:func:`from_onnx`); None for anything else."""
+    if isinstance(obj, onnx.ModelProto):
+        return from_onnx(obj, **kw)
+    return None
+
+
+def write_back(model: Any, collection: xr.DataTree) -> Any:
+    """``model`` (an ``onnx.ModelProto`` or a ``.onnx`` path) with the weights of
+    ``collection``, as :func:`save` returns it; None for anything else."""
+    if isinstance(model, onnx.ModelProto) or (
+            isinstance(model, str) and model.lower().endswith(".onnx")):
+        return save(model, collection)
+    return None

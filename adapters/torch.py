@@ -43,7 +43,7 @@ from rmtkit.errors import (
 torch = require("torch", extra="torch", who="rmtkit.adapters.torch")
 nn = torch.nn
 
-__all__ = ["assign", "from_state_dict", "from_torch", "load"]
+__all__ = ["assign", "from_object", "from_state_dict", "from_torch", "load", "write_back"]
 
 
 def _dtype_name(t) -> str:
@@ -299,3 +299,23 @@ def assign(module: Any, collection: xr.DataTree) -> Any:
             else:
                 p[rows].copy_(t)
     return module
+
+
+def from_object(obj: Any, **kw: Any) -> xr.DataTree | None:
+    """The collection of a ``torch.nn.Module`` (:func:`from_torch`) or of a state dict of
+    tensors (:func:`from_state_dict`); None for anything else (``rmtkit.load`` goes on)."""
+    if isinstance(obj, nn.Module):
+        return from_torch(obj, **kw)
+    if isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values()):
+        return from_state_dict(obj, **kw)
+    return None
+
+
+def write_back(model: Any, collection: xr.DataTree) -> Any:
+    """A copy of the ``torch.nn.Module`` ``model`` with the weights of ``collection``
+    (:func:`assign`; ``model`` is not modified); None when ``model`` is no module."""
+    if isinstance(model, nn.Module):
+        import copy
+
+        return assign(copy.deepcopy(model), collection)
+    return None

@@ -55,7 +55,7 @@ def write_folder(folder: Path, total_bytes: int, dim: int = 2048, per_shard: int
 
 CHILD = """
 import sys, numpy as np
-import rmtkit._load as L
+import rmtkit as L
 from rmtkit.collection import iter_layers
 def status_kib(field):  # VmRSS: resident now; VmHWM: peak of this process image
     for line in open("/proc/self/status"):

@@ -6,7 +6,7 @@ generated on the device per layer when the analysis reads it (a lazy collection:
 stays at one layer). Prints the GPU floor (``jnp.linalg.eigvalsh`` of each float32 Gram
 matrix on the device, summed, Gram products excluded), ``rmtkit.analyze`` on the device route
 (first call: compiles included; second call), their ratios, and how many slices needed the
-float64 recompute (:mod:`rmtkit._device`).
+float64 recompute (:mod:`rmtkit._engine.device`).
 
     python benchmarks/analyze_gpu.py                      # needs a GPU (JAX with CUDA)
     python benchmarks/analyze_gpu.py --blocks 1 --scale 16 --force   # smoke run on a CPU
@@ -83,7 +83,7 @@ def main() -> None:
 
     import rmtkit
     from rmtkit import _device
-    from rmtkit._host import use_device
+    from rmtkit._engine.spectra import use_device
 
     if not use_device():
         raise SystemExit(f"JAX sees no GPU (backend {jax.default_backend()!r}); "

@@ -89,7 +89,7 @@ def main() -> None:
     import weightwatcher
 
     import rmtkit
-    from rmtkit._exec import compilation_cache_dir, worker_count
+    from rmtkit._engine.executor import compilation_cache_dir, worker_count
 
     print(f"weightwatcher {weightwatcher.__version__}, rmtkit {rmtkit.__version__} "
           f"({worker_count()} threads, compile cache {compilation_cache_dir()})")

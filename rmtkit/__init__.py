@@ -2,22 +2,37 @@
 
 The math layer is pure JAX on arrays (jit-, vmap- and grad-able, NamedTuple results):
 
-- :func:`esd` — eigenvalues of :math:`W^T W` per layer (SPEC §1);
-- :func:`fit_pl` — the power-law fit of the spectrum's tail, alpha (SPEC §2);
-- :func:`spectral_metrics` and the single metrics (SPEC §4);
-- :func:`mp_fit`, :func:`correlation_traps`, :func:`fit_tpl`, :func:`svd_sharpen` … (SPEC §3-§8).
+- :func:`esd` — eigenvalues of :math:`W^T W` per layer (docs/math.md §1);
+- :func:`fit_pl` — the power-law fit of the spectrum's tail, alpha (§2);
+- :func:`spectral_metrics` and the single metrics (§4);
+- :func:`mp_fit`, :func:`correlation_traps`, :func:`fit_tpl`, :func:`svd_sharpen` … (§3-§8).
 
 The labeled layer (xarray; imported on first use): :func:`load` a model into a weight
 collection, :func:`analyze` / :func:`describe` / :func:`summary` it, :func:`sharpen` it,
 :mod:`rmtkit.plot` it, or use the familiar :class:`WeightWatcher` facade.
 
 Importing rmtkit imports no deep-learning framework and no plotting library.
+
+Where the code lives (each folder's ``__init__`` docstring states its import rule, and
+``tests/project/test_import_rules.py`` enforces it; data flows down this list, never up):
+
+==========================  ===================================================================
+``rmtkit/errors.py``        the shared vocabulary: exceptions and row warnings (stdlib only)
+``rmtkit/core/``            pure JAX math on arrays: spectra, fits, metrics (no xarray)
+``rmtkit/_engine/``         execution: host / device spectra, bucket kernels, threads, dask
+``rmtkit/collection/``      the labeled weight collection (xarray): data model, loading, deltas
+``rmtkit/adapters/``        framework files and objects -> collection (folder ``adapters/``)
+``rmtkit/analysis/``        the labeled layer: select, rows, analyze, compare, transform
+``rmtkit/plot/``            figures from arrays and Datasets (public API only)
+``rmtkit/{cli,monitor,facade}.py``  applications on the public API only
+``rmtkit/testing/``         hypothesis strategies and builders with known spectra
+==========================  ===================================================================
 """
 
 from rmtkit import errors
-from rmtkit.distance import distances
-from rmtkit.esd import bucket_length, esd, pad_spectra, slices
-from rmtkit.metrics import (
+from rmtkit.core.distance import distances
+from rmtkit.core.esd import bucket_length, esd, pad_spectra, slices
+from rmtkit.core.metrics import (
     SpectralMetrics,
     alpha_warning,
     alpha_weighted,
@@ -32,52 +47,54 @@ from rmtkit.metrics import (
     stable_rank,
     weak_rank_loss,
 )
-from rmtkit.mp import MPFit, mp_cdf, mp_fit, mp_pdf, mp_quantile
-from rmtkit.powerlaw import PowerLawCandidates, PowerLawFit, fit_pl, pl_candidates
-from rmtkit.svd import DetX, detx, svd_sharpen, svd_smooth
-from rmtkit.tpl import TPLFit, fit_tpl
-from rmtkit.traps import TrapStats, correlation_traps, rand_distance, randomize
-
-__version__ = "0.1.0"
+from rmtkit.core.mp import MPFit, mp_cdf, mp_fit, mp_pdf, mp_quantile
+from rmtkit.core.powerlaw import PowerLawCandidates, PowerLawFit, fit_pl, pl_candidates
+from rmtkit.core.svd import DetX, detx, svd_sharpen, svd_smooth
+from rmtkit.core.tpl import TPLFit, fit_tpl
+from rmtkit.core.traps import TrapStats, correlation_traps, rand_distance, randomize
+from rmtkit.errors import RowWarning
 
 #: names of the labeled layer (xarray), imported on first use so that the math stays light
 _LAZY = {
-    "load": "rmtkit._load",
-    "data_path": "rmtkit._data",
-    "from_layers": "rmtkit.collection",
-    "iter_layers": "rmtkit.collection",
-    "validate_collection": "rmtkit.collection",
-    "analyze": "rmtkit.analysis",
-    "describe": "rmtkit.analysis",
-    "summary": "rmtkit.analysis",
-    "spectra": "rmtkit.analysis",
-    "analyze_many": "rmtkit.analysis",
-    "concat": "rmtkit.analysis",
-    "model_distances": "rmtkit.analysis",
-    "select_layers": "rmtkit.analysis",
-    "sharpen": "rmtkit.transform",
-    "smooth": "rmtkit.transform",
+    "load": "rmtkit.collection.load",
+    "data_path": "rmtkit.collection.data",
+    "from_layers": "rmtkit.collection.tree",
+    "iter_layers": "rmtkit.collection.tree",
+    "validate_collection": "rmtkit.collection.tree",
+    "delta_collection": "rmtkit.collection.finetune",
+    "lora_collection": "rmtkit.collection.finetune",
+    "DEFAULT_MIN_EVALS": "rmtkit.analysis.options",
+    "analyze": "rmtkit.analysis.analyze",
+    "describe": "rmtkit.analysis.analyze",
+    "summary": "rmtkit.analysis.analyze",
+    "spectra": "rmtkit.analysis.analyze",
+    "analyze_many": "rmtkit.analysis.many",
+    "concat": "rmtkit.analysis.many",
+    "model_distances": "rmtkit.analysis.many",
+    "select_layers": "rmtkit.analysis.select",
+    "local_workers": "rmtkit._engine.executor",
+    "sharpen": "rmtkit.analysis.transform",
+    "smooth": "rmtkit.analysis.transform",
     "WeightWatcher": "rmtkit.facade",
-    "delta_collection": "rmtkit.finetune",
-    "lora_collection": "rmtkit.finetune",
     "Monitor": "rmtkit.monitor",
     "MonitorFlags": "rmtkit.monitor",
-    "plot_esd": "rmtkit.plot",
-    "plot_pl_candidates": "rmtkit.plot",
-    "plot_randomized": "rmtkit.plot",
-    "plot_mp": "rmtkit.plot",
-    "plot_layer": "rmtkit.plot",
-    "plot_layers": "rmtkit.plot",
-    "plot_correlation_flow": "rmtkit.plot",
-    "plot_alpha_hist": "rmtkit.plot",
-    "plot_model": "rmtkit.plot",
+    "plot_esd": "rmtkit.plot.layer",
+    "plot_pl_candidates": "rmtkit.plot.layer",
+    "plot_randomized": "rmtkit.plot.layer",
+    "plot_mp": "rmtkit.plot.layer",
+    "plot_layer": "rmtkit.plot.layer",
+    "plot_layers": "rmtkit.plot.model",
+    "plot_correlation_flow": "rmtkit.plot.model",
+    "plot_alpha_hist": "rmtkit.plot.model",
+    "plot_model": "rmtkit.plot.model",
 }
 #: submodules reachable as attributes without an explicit import
 _LAZY_MODULES = ("plot", "monitor", "collection", "adapters", "testing")
 
 
 def __getattr__(name: str):
-    """Import the xarray-based names of :data:`_LAZY` on first access (PEP 562)."""
+    """Import the xarray-based names of :data:`_LAZY` on first access (PEP 562), and
+    ``__version__`` from the installed package's metadata (written once, in pyproject.toml)."""
     import importlib
 
     if name in _LAZY_MODULES:
@@ -86,11 +103,21 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("rmtkit")
+        except PackageNotFoundError:  # a source tree that was never installed
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'rmtkit' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES) | {"__version__"})
+
 
 __all__ = [
     "alpha_warning",
@@ -102,6 +129,7 @@ __all__ = [
     "correlation_traps",
     "data_path",
     "delta_collection",
+    "DEFAULT_MIN_EVALS",
     "describe",
     "DetX",
     "detx",
@@ -115,6 +143,7 @@ __all__ = [
     "iter_layers",
     "lambda_max",
     "load",
+    "local_workers",
     "log_alpha_norm",
     "log_norm",
     "log_spectral_norm",
@@ -144,6 +173,7 @@ __all__ = [
     "PowerLawFit",
     "rand_distance",
     "randomize",
+    "RowWarning",
     "select_layers",
     "sharpen",
     "slices",

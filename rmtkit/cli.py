@@ -55,7 +55,7 @@ def _layer_items(values):
 
 def _model_arg(value):
     if value is None:
-        from rmtkit._data import data_path
+        from rmtkit import data_path
 
         return str(data_path())
     return value
@@ -170,7 +170,7 @@ def _table(details) -> str:
 
 
 def _summary_lines(details) -> str:
-    from rmtkit.analysis import summary
+    from rmtkit import summary
 
     s = summary(details)
     width = max((len(k) for k in s.data_vars), default=0)
@@ -206,7 +206,7 @@ def _save_details(details, out: str, *, allow_parquet: bool = True) -> None:
 
 
 def _analysis_kwargs(args) -> dict:
-    from rmtkit.analysis import DEFAULT_MIN_EVALS
+    from rmtkit import DEFAULT_MIN_EVALS
 
     return dict(
         layers=_layer_items(args.layers),
@@ -223,7 +223,7 @@ def _execution(args):
     """Where the analyses of a command run: ``--threads`` local workers, or the cluster of
     ``--scheduler`` (a ``distributed.Client``, closed at the end; yields it as the
     ``executor``, else None)."""
-    from rmtkit._exec import local_workers
+    from rmtkit import local_workers
 
     if args.threads is not None and args.threads < 1:
         raise _CliError(f"--threads must be >= 1; got {args.threads}")
@@ -249,7 +249,7 @@ def _execution(args):
 
 
 def _cmd_analyze(args) -> int:
-    from rmtkit.analysis import analyze
+    from rmtkit import analyze
 
     model = _model_arg(args.model)
     _check_input(model)
@@ -310,7 +310,7 @@ def _save_details_check(out: str, allow_parquet: bool = True) -> None:
 def _cmd_describe(args) -> int:
     import pandas as pd
 
-    from rmtkit.analysis import DEFAULT_MIN_EVALS, describe
+    from rmtkit import DEFAULT_MIN_EVALS, describe
 
     model = _model_arg(args.model)
     _check_input(model)
@@ -339,7 +339,7 @@ def _cmd_compare(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from rmtkit.analysis import analyze, concat, model_distances, summary
+    from rmtkit import analyze, concat, model_distances, summary
 
     if len(args.models) < 2:
         raise _CliError("compare needs at least two models")
@@ -391,7 +391,7 @@ def _check_onnx_pair(args):
 
 
 def _cmd_sharpen(args) -> int:
-    from rmtkit.transform import sharpen
+    from rmtkit import sharpen
 
     _check_onnx_pair(args)
     coll = sharpen(args.input, args.seed, mode=args.mode, layers=_layer_items(args.layers))
@@ -401,7 +401,7 @@ def _cmd_sharpen(args) -> int:
 
 
 def _cmd_smooth(args) -> int:
-    from rmtkit.transform import smooth
+    from rmtkit import smooth
 
     _check_onnx_pair(args)
     coll = smooth(args.input, args.method, percent=args.percent,

@@ -1,23 +1,22 @@
 """A familiar front for people coming from WeightWatcher: ``rmtkit.WeightWatcher(model)``.
 
 The methods keep WeightWatcher 0.7.7's names and argument names where they make sense and
-return pandas objects, but compute with rmtkit (so SPEC §9's fixes apply: a failed fit is NaN,
-not -1, and is not averaged into the summary; conv N/M are correct; randomization is seeded;
+return pandas objects, but compute with rmtkit (so docs/math.md §9's fixes apply: a failed fit is
+NaN, not -1, and is not averaged into the summary; conv N/M are correct; randomization is seeded;
 ``get_ESD`` returns the spectrum ``analyze`` fits). Differences worth knowing:
 
 * ``min_evals`` defaults to rmtkit's 50 (WeightWatcher: 8); smaller layers still get a row, with
   NaN alpha and ``warning = "too-few-evals"``. Pass ``min_evals=8`` for WeightWatcher's rows.
-* For n < 20 eigenvalues the small-n rule of SPEC §2 applies (argmin D - 0.868/sqrt(n)).
+* For n < 20 eigenvalues the small-n rule of docs/math.md §2 applies (argmin D - 0.868/sqrt(n)).
 * ``details`` has rmtkit's columns (``name``, ``kind``, ``layer_id``, ``N``, ``M``, ``Q``,
   ``rf``, metrics, ``warning``) plus ``layer_type`` (= ``kind``) for old scripts.
 """
 
-import copy
 from typing import Any
 
 import numpy as np
 
-from rmtkit.analysis import DEFAULT_MIN_EVALS, analyze, describe, model_distances, spectra, summary
+from rmtkit import DEFAULT_MIN_EVALS, analyze, describe, model_distances, spectra, summary
 from rmtkit.errors import InvalidArgumentError
 
 __all__ = ["WeightWatcher"]
@@ -130,7 +129,7 @@ class WeightWatcher:
 
         ``layer`` is a ``layer_id`` (int) or a name (node path / pattern); default: the first
         layer. Conv layers are pooled times ½ as in :meth:`analyze` (WeightWatcher's
-        ``get_ESD`` omits the ½: SPEC §9).
+        ``get_ESD`` omits the ½: docs/math.md §9).
         """
         layers = None if layer is None else [layer]
         da = spectra(self._model(model), layers=layers, pool=pool)
@@ -154,33 +153,16 @@ class WeightWatcher:
 
     def _write_back(self, model, collection):
         """The transformed model in the input's own type where an adapter can write it."""
-        import sys
+        from rmtkit.adapters import write_back
 
-        if "torch" in sys.modules:
-            import torch
-
-            if isinstance(model, torch.nn.Module):
-                from rmtkit.adapters.torch import assign
-
-                return assign(copy.deepcopy(model), collection)
-        if "onnx" in sys.modules:
-            import onnx
-
-            if isinstance(model, onnx.ModelProto):
-                from rmtkit.adapters.onnx import save
-
-                return save(model, collection)
-        if isinstance(model, str) and model.lower().endswith(".onnx"):
-            from rmtkit.adapters.onnx import save
-
-            return save(model, collection)
-        return collection
+        out = write_back(model, collection)
+        return collection if out is None else out
 
     def SVDSharpness(self, model: Any = None, layers=None, key: Any = None,
                      mode: str = "zero", **unused):
         """Remove correlation traps (``rmtkit.sharpen``); returns a new model of the same type
         for torch modules and ONNX models (the input is not modified), else a collection."""
-        from rmtkit.transform import sharpen
+        from rmtkit import sharpen
 
         model = self._model(model)
         return self._write_back(model, sharpen(model, key, mode=mode, layers=_layers_arg(layers)))
@@ -189,7 +171,7 @@ class WeightWatcher:
                      method: str = "svd", **unused):
         """Keep the top singular components (``rmtkit.smooth``): ``method="svd"`` keeps
         ``round(percent * M)`` per slice; "detX", "alpha_min", "rmt" choose by the spectrum."""
-        from rmtkit.transform import smooth
+        from rmtkit import smooth
 
         model = self._model(model)
         how = "percent" if method == "svd" else method

@@ -3,7 +3,7 @@ r"""Training monitor: HT-SR metrics per epoch, the early-stopping signal, layer 
 WeightWatcher's early-stopping observation: as a model trains, its layer alphas fall; when the
 *mean* alpha drops below 2 the model is likely over-fitting (the test loss stops improving)
 and training may stop. Layers crossing below 2 are over-trained, above 6 under-trained
-(SPEC §4). This module records those quantities as training proceeds:
+(docs/math.md §4). This module records those quantities as training proceeds:
 
 >>> monitor = rmtkit.Monitor("run/alpha.nc")           # doctest: +SKIP
 >>> for epoch in range(n_epochs):                      # doctest: +SKIP
@@ -30,14 +30,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from rmtkit.core.metrics import ALPHA_OVER_TRAINED, ALPHA_UNDER_TRAINED
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.metrics import ALPHA_OVER_TRAINED, ALPHA_UNDER_TRAINED
 
 # KerasMonitor is built on first access (module __getattr__), so it stays out of __all__:
 # a star import must not import Keras.
 __all__ = ["Monitor", "MonitorFlags", "monitor_flags"]
 
-#: summary means recorded per epoch, prefixed ``mean_`` in the history (SPEC §4 ``summary``)
+#: summary means recorded per epoch, prefixed ``mean_`` in the history (docs/math.md §4 ``summary``)
 SUMMARY_PREFIX = "mean_"
 #: file name of :meth:`Monitor.plot` inside a folder
 PLOT_NAME = "monitor.png"
@@ -75,7 +75,7 @@ class _Record:
 
 def _analyze(weights: Any, analyze_kwargs: Mapping[str, Any]) -> tuple[xr.Dataset, dict]:
     """``(details, summary)`` of a model with :func:`rmtkit.analyze` / ``summary``."""
-    from rmtkit.analysis import analyze, summary
+    from rmtkit import analyze, summary
 
     details = analyze(weights, **{"progress": False, **analyze_kwargs})
     return details, _as_dict(summary(details))
@@ -333,7 +333,7 @@ class Monitor:
         -------
         matplotlib.figure.Figure
         """
-        from rmtkit.plot import ALPHA_HIGH, DPI, _save
+        from rmtkit.plot import ALPHA_HIGH, DPI, save_figure
 
         try:
             import matplotlib
@@ -386,12 +386,12 @@ class Monitor:
             bx.set_ylabel("metric")
             bx.legend(loc="best", fontsize="small")
         axes[-1].set_xlabel("epoch")
-        return _save(fig, savefig, PLOT_NAME)
+        return save_figure(fig, savefig, PLOT_NAME)
 
 
 def _summary_of(details: xr.Dataset) -> dict[str, float]:
     """The summary of a ready analysis Dataset (``rmtkit.summary``)."""
-    from rmtkit.analysis import summary
+    from rmtkit import summary
 
     return _as_dict(summary(details))
 

@@ -40,10 +40,13 @@ WIDTH = 92  # signatures longer than this are written one parameter per line
 #: order of the defining modules of the flat ``rmtkit`` namespace (math layer first); modules
 #: not listed here (new ones) follow in alphabetical order. Only the order is chosen by hand.
 MODULE_ORDER = (
-    "rmtkit.esd", "rmtkit.powerlaw", "rmtkit.metrics", "rmtkit.mp", "rmtkit.tpl",
-    "rmtkit.traps", "rmtkit.svd", "rmtkit.distance", "rmtkit._load", "rmtkit._data",
-    "rmtkit.collection", "rmtkit.analysis", "rmtkit.transform", "rmtkit.finetune",
-    "rmtkit.plot", "rmtkit.monitor", "rmtkit.facade",
+    "rmtkit.core.esd", "rmtkit.core.powerlaw", "rmtkit.core.metrics", "rmtkit.core.mp",
+    "rmtkit.core.tpl", "rmtkit.core.traps", "rmtkit.core.svd", "rmtkit.core.distance",
+    "rmtkit.errors", "rmtkit.collection.load", "rmtkit.collection.data",
+    "rmtkit.collection.tree", "rmtkit.collection.finetune", "rmtkit.analysis.options",
+    "rmtkit.analysis.select", "rmtkit.analysis.analyze", "rmtkit.analysis.many",
+    "rmtkit.analysis.transform", "rmtkit._engine.executor", "rmtkit.plot.layer",
+    "rmtkit.plot.model", "rmtkit.monitor", "rmtkit.facade",
 )
 
 
@@ -146,8 +149,28 @@ def _find_assign(modname: str, name: str):
     return None
 
 
+def _constant_home(modname: str, name: str) -> str:
+    """The module that assigns the constant ``name`` a namespace exports: the namespace itself,
+    the module its ``from ... import name`` names, or (``rmtkit``) the module of its lazy name."""
+    if _find_assign(modname, name) is not None:
+        return modname
+    parsed = _module_ast(modname)
+    for node in ast.walk(parsed[0]) if parsed else ():
+        if isinstance(node, ast.ImportFrom) and node.module and any(
+                a.name == name and a.asname is None for a in node.names):
+            importlib.import_module(node.module)
+            return _constant_home(node.module, name)
+    lazy = getattr(sys.modules[modname], "_LAZY", {})
+    if name in lazy:
+        importlib.import_module(lazy[name])
+        return _constant_home(lazy[name], name)
+    return modname
+
+
 def _constant_doc(modname: str, name: str) -> tuple[str, int]:
-    """The ``#:`` comment of a module-level constant (lines above it, or trailing)."""
+    """The ``#:`` comment of a module-level constant (lines above it, or trailing), where the
+    constant is assigned."""
+    modname = _constant_home(modname, name)
     node = _find_assign(modname, name)
     if node is None:
         return "", 10**9
@@ -221,7 +244,8 @@ def collect() -> list[Namespace]:
                 if key in constants:
                     continue
                 doc, lineno = _constant_doc(module.__name__, name)
-                entry = Entry(path, obj, kind, module.__name__, lineno, doc)
+                home = _constant_home(module.__name__, name)
+                entry = Entry(path, obj, kind, home, lineno, doc)
                 constants[key] = entry
                 ns.entries.append(entry)
                 continue

@@ -258,7 +258,7 @@ def test_nan_weight_loads():
 
 
 def test_default_model_ships():
-    from rmtkit._data import data_path
+    from rmtkit import data_path
 
     tree = aonnx.load(data_path())
     shapes = [w.shape for _, w in iter_layers(tree)]

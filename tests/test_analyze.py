@@ -16,8 +16,8 @@ import pytest
 import xarray as xr
 from _deps import require
 
-from rmtkit._data import data_path
-from rmtkit._host import host_esd, host_slices
+from rmtkit import data_path
+from rmtkit._engine.host import host_esd, host_slices
 from rmtkit.analysis import (
     analyze,
     analyze_many,
@@ -29,8 +29,8 @@ from rmtkit.analysis import (
     summary,
 )
 from rmtkit.collection import LazyArray, build_tree, from_layers, weight_node
+from rmtkit.core.esd import esd, slices
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.esd import esd, slices
 
 REF = Path(__file__).parent / "reference"
 BASE_VARS = ["alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "num_evals",
@@ -68,7 +68,7 @@ def test_host_esd_matches_esd(shape, pool):
     assert ours.dtype == np.float64 and ours.shape == ref.shape
     big = ref >= 1e-6 * ref.max()
     np.testing.assert_allclose(ours[big], ref[big], rtol=1e-9)
-    # and against float64 SVD values directly (SPEC §1: 1e-5 relative for lambda >= 1e-6 max)
+    # and against float64 SVD values directly (docs/math.md §1: 1e-5 relative, lambda >= 1e-6 max)
     s = np.sort(np.linalg.svd(np.asarray(slices(w.astype(np.float64))), compute_uv=False) ** 2)
     rf = s.shape[0]
     want = s[0] if w.ndim == 2 else (np.sort(s.ravel()) * 0.5 if pool else np.sort(s, 1) * rf / 2)
@@ -134,7 +134,7 @@ def test_spectra_are_what_analyze_fits(embedded):
     np.testing.assert_array_equal(counts, embedded.num_evals)
     np.testing.assert_allclose(da.max("eval"), embedded.lambda_max, rtol=1e-12)
     np.testing.assert_allclose(da.sum("eval"), embedded.norm, rtol=1e-12)
-    from rmtkit._load import load
+    from rmtkit import load
     from rmtkit.collection import iter_layers
 
     for i, (_, w) in enumerate(iter_layers(load(data_path()))):

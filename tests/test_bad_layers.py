@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from rmtkit.analysis import SPECTRUM_MAX, analyze
+from rmtkit.analysis import analyze
+from rmtkit.analysis.checks import SPECTRUM_MAX
 from rmtkit.collection import LazyArray, build_tree, from_layers, weight_node
 
 #: scale metrics: reported for too-few-evals / rank-deficient / duplicate-evals rows

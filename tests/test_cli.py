@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 from _deps import require
 
-from rmtkit._data import data_path
+from rmtkit import data_path
 from rmtkit.cli import main
 
 MODEL = str(data_path())

@@ -62,11 +62,11 @@ def test_dask_backed_weights_run_on_the_cluster_and_match_local(client, local):
 
 
 def test_in_memory_weights_stay_local_unless_asked(client, local, monkeypatch):
-    import rmtkit._exec as ex
+    import rmtkit._engine.executor as ex
 
     calls = []
     real = ex.dask_map
-    monkeypatch.setattr("rmtkit.analysis.dask_map",
+    monkeypatch.setattr("rmtkit.analysis.collect.dask_map",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False)
     assert out.identical(local) and calls == []

@@ -5,7 +5,9 @@ import pytest
 import scipy.linalg
 
 import rmtkit
-from rmtkit import _device, _host
+from rmtkit._engine import device as _device
+from rmtkit._engine import host as _host
+from rmtkit._engine import spectra as _spectra
 from rmtkit.analysis import analyze
 
 
@@ -52,10 +54,10 @@ def test_analyze_on_the_device_route_agrees_with_the_host_route(monkeypatch):
         "square": rng.standard_t(3, (160, 160)).astype(np.float32),
         "conv": rng.standard_t(3, (40, 20, 3, 3)).astype(np.float32),
     })
-    monkeypatch.setenv(_host.DEVICE_ENV, "0")
+    monkeypatch.setenv(_spectra.DEVICE_ENV, "0")
     host = analyze(tree, progress=False)
-    monkeypatch.setenv(_host.DEVICE_ENV, "1")
-    assert _host.use_device()
+    monkeypatch.setenv(_spectra.DEVICE_ENV, "1")
+    assert _spectra.use_device()
     dev = analyze(tree, progress=False)
     for name in ("matrix_rank", "rank_loss", "weak_rank_loss", "num_evals", "num_pl_spikes"):
         np.testing.assert_array_equal(dev[name].values, host[name].values, err_msg=name)

@@ -1,11 +1,11 @@
-"""Per-matrix distances (SPEC §8)."""
+"""Per-matrix distances (docs/math.md §8)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rmtkit.distance import distances
+from rmtkit.core.distance import distances
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
 
 

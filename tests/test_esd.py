@@ -1,4 +1,4 @@
-"""rmtkit.esd against float64 numpy SVD (SPEC §1: 1e-5 relative for λ >= 1e-6 λmax)."""
+"""rmtkit.esd against float64 numpy SVD (docs/math.md §1: 1e-5 relative for λ >= 1e-6 λmax)."""
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ def svd_evals(mat: np.ndarray) -> np.ndarray:
 
 
 def assert_spectrum_close(got, want, rtol=1e-5):
-    """SPEC §1 contract: relative agreement for eigenvalues >= 1e-6 * lambda_max."""
+    """docs/math.md §1 contract: relative agreement for eigenvalues >= 1e-6 * lambda_max."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape
     big = want >= 1e-6 * want.max()

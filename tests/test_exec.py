@@ -13,7 +13,10 @@ import pytest
 import scipy.linalg
 
 import rmtkit
-from rmtkit import _exec, _host, _stored
+from rmtkit._engine import executor as _exec
+from rmtkit._engine import host as _host
+from rmtkit._engine import spectra as _spectra
+from rmtkit._engine import stored as _stored
 from rmtkit.analysis import analyze
 
 
@@ -130,13 +133,13 @@ def test_host_randomize_permutes_each_slice_within_itself():
 
 def test_randomized_spectra_depend_on_the_key_alone():
     w = np.random.default_rng(3).standard_t(2.5, (200, 120))
-    a1, top1 = _host.randomized_spectra(w, jax.random.key(7))
-    a2, top2 = _host.randomized_spectra(w, jax.random.key(7))
-    b, _ = _host.randomized_spectra(w, jax.random.key(8))
+    a1, top1 = _spectra.randomized_spectra(w, jax.random.key(7))
+    a2, top2 = _spectra.randomized_spectra(w, jax.random.key(7))
+    b, _ = _spectra.randomized_spectra(w, jax.random.key(8))
     assert np.array_equal(a1, a2) and top1 == top2 == a1[-1]
     assert not np.array_equal(a1, b)
     assert np.isclose(a1.sum(), np.sum(w * w))  # permuting keeps the Frobenius norm
-    small, top = _host.randomized_spectra(w[:50, :40], jax.random.key(7))  # < 100 evals
+    small, top = _spectra.randomized_spectra(w[:50, :40], jax.random.key(7))  # < 100 evals
     assert top >= small[-1]  # five replicas
 
 
@@ -157,7 +160,7 @@ def test_randomization_statistics_are_those_of_the_public_functions():
     tree = rmtkit.from_layers({"trap": w})
     row = analyze(tree, randomize=True, key=11, progress=False).isel(layer=0)
     layer_key = jax.random.fold_in(jax.random.key(11), int(row.layer_id))
-    rand, top = _host.randomized_spectra(w, layer_key)
+    rand, top = _spectra.randomized_spectra(w, layer_key)
     evals = _host.host_esd(w)
     with jax.enable_x64(True):
         fit = rmtkit.mp_fit(rand, Q=260 / 130, M=130)
@@ -170,16 +173,16 @@ def test_randomization_statistics_are_those_of_the_public_functions():
 
 
 def test_stored_kernels_give_the_jitted_kernels_results_and_are_stored():
-    from rmtkit import analysis
+    from rmtkit._engine import kernels
 
     evals = np.sort(np.random.default_rng(6).pareto(2.0, (16, 256)) + 1.0, axis=1)
     mask = np.ones_like(evals, bool)
     mask[3, 200:] = False
     n_rows = np.full(16, 300.0)
-    opts = analysis._Options()
+    opts = kernels.KernelOptions()
     with jax.enable_x64(True):
-        ref = jax.device_get(jax.jit(analysis._kernel_fn("fit", opts))(evals, mask, n_rows))
-        got = jax.device_get(analysis._call_kernel("fit", opts, evals, mask, n_rows))
+        ref = jax.device_get(jax.jit(kernels._kernel_fn("fit", opts))(evals, mask, n_rows))
+        got = jax.device_get(kernels._call_kernel("fit", opts, evals, mask, n_rows))
     assert set(got) == set(ref)
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
@@ -191,30 +194,30 @@ def test_stored_kernels_give_the_jitted_kernels_results_and_are_stored():
 
 def test_unpooled_randomization_is_the_draw_the_plots_show():
     """Per-slice rows: analysis and plots share the slice, its units and its key."""
-    from rmtkit import plot
-
     w = np.random.default_rng(7).standard_t(3, (200, 120, 2, 2))
     tree = rmtkit.from_layers({"conv": w})
     details = analyze(tree, pool=False, randomize=True, key=2, progress=False)
+    drawn = rmtkit.spectra(tree, pool=False, randomize=True, key=2)  # what plot_layers draws
     assert details.sizes["layer"] == 4
     for i in range(4):
         row = details.isel(layer=i)
-        rand = plot._randomized_esd(w, jax.random.key(2), int(row.layer_id), int(row.slice_id))
+        rand = drawn["rand_evals"].values[i]
         assert float(row.max_rand_eval) == rand[-1]  # 120 eigenvalues: one replica
 
 
 _STORE_SCRIPT = """
 import json, sys
 import jax, numpy as np
-from rmtkit import _stored, analysis
+from rmtkit._engine import kernels
+from rmtkit._engine import stored as _stored
 calls = []
 compile_and_store = _stored._compile_and_store
 _stored._compile_and_store = lambda *a: calls.append(1) or compile_and_store(*a)
 evals = np.sort(np.random.default_rng(8).pareto(2.0, (16, 128)) + 1.0, axis=1)
-mask, n_rows, opts = np.ones_like(evals, bool), np.full(16, 200.0), analysis._Options()
+mask, n_rows, opts = np.ones_like(evals, bool), np.full(16, 200.0), kernels.KernelOptions()
 with jax.enable_x64(True):
-    got = jax.device_get(analysis._call_kernel("fit", opts, evals, mask, n_rows))
-    ref = jax.device_get(jax.jit(analysis._kernel_fn("fit", opts))(evals, mask, n_rows))
+    got = jax.device_get(kernels._call_kernel("fit", opts, evals, mask, n_rows))
+    ref = jax.device_get(jax.jit(kernels._kernel_fn("fit", opts))(evals, mask, n_rows))
 same = all(np.array_equal(got[k], ref[k], equal_nan=True) for k in ref)
 print(json.dumps({"compiled": len(calls), "same": same}))
 """

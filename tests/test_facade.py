@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from _deps import require
 
-from rmtkit._data import data_path
+from rmtkit import data_path
 from rmtkit.analysis import analyze, spectra
 from rmtkit.collection import from_layers, iter_layers
 from rmtkit.errors import InvalidArgumentError

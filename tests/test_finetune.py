@@ -1,4 +1,4 @@
-"""Fine-tuning deltas (SPEC §8): ``base=`` differences and LoRA / PEFT adapter folders."""
+"""Fine-tuning deltas (docs/math.md §8): ``base=`` differences and LoRA / PEFT adapter folders."""
 
 import json
 
@@ -9,8 +9,8 @@ from _deps import require
 
 from rmtkit.analysis import analyze, describe
 from rmtkit.collection import from_layers, iter_layers
+from rmtkit.collection.finetune import delta_collection, is_lora_adapter, lora_collection
 from rmtkit.errors import CorruptModelError, InvalidArgumentError, UnsupportedModelError
-from rmtkit.finetune import delta_collection, is_lora_adapter, lora_collection
 
 
 def rng(seed=0):

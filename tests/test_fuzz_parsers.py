@@ -28,8 +28,7 @@ import numpy as np
 import pytest
 from _deps import require
 
-from rmtkit._data import data_path
-from rmtkit._load import load
+from rmtkit import data_path, load
 from rmtkit.collection import iter_layers
 from rmtkit.errors import CorruptModelError, MissingDataError, RmtkitError
 

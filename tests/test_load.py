@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from _deps import require
 
-from rmtkit._load import load
+from rmtkit import load
 from rmtkit.collection import from_layers, iter_layers
 from rmtkit.errors import InvalidWeightsError, MissingDataError, UnsupportedModelError
 
@@ -56,7 +56,7 @@ def test_paths_dispatch(tmp_path):
 
 def test_default_model_by_path():
     require("onnx")
-    from rmtkit._data import data_path
+    from rmtkit import data_path
 
     assert len(list(iter_layers(load(data_path())))) == 5
 
@@ -84,7 +84,7 @@ def test_objects_dispatch(tmp_path):
 
 def test_import_hygiene():
     code = (
-        "import sys, rmtkit.adapters, rmtkit._load, rmtkit.collection; "
+        "import sys, rmtkit.adapters, rmtkit.collection.load, rmtkit.collection; "
         "import rmtkit.adapters.safetensors, rmtkit.adapters.jax; "
         "print(sorted(m for m in ('torch', 'onnx', 'keras', 'tensorflow', 'onnxruntime') "
         "if m in sys.modules))"

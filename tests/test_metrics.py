@@ -1,4 +1,4 @@
-"""SPEC §4 metrics against direct numpy formulas on real SVDs, and their batching."""
+"""docs/math.md §4 metrics against direct numpy formulas on real SVDs, and their batching."""
 
 import jax
 import numpy as np
@@ -11,13 +11,13 @@ from rmtkit.testing import matrices_with_spectrum
 
 
 def numpy_metrics(w: np.ndarray, alpha: float) -> dict:
-    """Independent reference: the SPEC §4 table written with numpy on the SVD of W."""
+    """Independent reference: the docs/math.md §4 table written with numpy on the SVD of W."""
     s = np.linalg.svd(w, compute_uv=False)
     return reference_metrics(s**2, alpha, n_rows=max(w.shape))
 
 
 def reference_metrics(lam: np.ndarray, alpha: float, n_rows: int) -> dict:
-    """The SPEC §4 table written with numpy on the eigenvalues of W^T W."""
+    """The docs/math.md §4 table written with numpy on the eigenvalues of W^T W."""
     s = np.sqrt(lam)
     rank = int(np.sum(s > s.max() * n_rows * np.finfo(np.float64).eps))
     p = lam / lam.sum()

@@ -1,4 +1,4 @@
-"""Marchenko–Pastur law and fit (SPEC §5)."""
+"""Marchenko–Pastur law and fit (docs/math.md §5)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,9 +9,9 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rmtkit.core.esd import esd
+from rmtkit.core.mp import mp_cdf, mp_fit, mp_pdf, mp_quantile
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.esd import esd
-from rmtkit.mp import mp_cdf, mp_fit, mp_pdf, mp_quantile
 from rmtkit.testing import spiked_matrices
 
 M = 200  # every spectrum in this file has M = 200 values: one compile per function
@@ -133,7 +133,7 @@ def test_sigma_robust_to_planted_spikes(s):
     n_rows = s.w.shape[0]
     evals = esd(s.w)
     fit = fit1_tw(evals, s.q)
-    # SPEC §5: the entry sd within 2 % with a few planted spikes (3 spikes of 2-4 x threshold)
+    # docs/math.md §5: the entry sd within 2 % with a few planted spikes (3 of 2-4 x threshold)
     err = abs(float(entry_sigma(fit, n_rows)) / s.sigma - 1.0)
     assert err < 0.02, err
     assert int(fit.num_spikes) >= 3

@@ -41,8 +41,12 @@ def heavy_tailed(n_rows=256, n_cols=128, seed=0):
 
 
 def fit_pl(evals):
-    """``rmtkit.fit_pl`` through the plot module's jitted, bucketed copy (compiled once)."""
-    return plot._pl_fit(evals, None)
+    """``rmtkit.fit_pl`` on the spectrum padded to its bucket (one compile per bucket)."""
+    padded, mask = rmtkit.pad_spectra([np.asarray(evals)])
+    return _fit_pl_jit(padded[0], mask[0])
+
+
+_fit_pl_jit = jax.jit(rmtkit.fit_pl)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +157,7 @@ def test_plot_randomized_draws_the_trap_line(tmp_path, layer):
 
 def test_plot_mp_overlays_the_fit(tmp_path, layer):
     w, evals, rand = layer
-    from rmtkit.mp import mp_fit
+    from rmtkit.core.mp import mp_fit
 
     fit = mp_fit(rand, Q=2.0)
     fig = plot.plot_mp(rand, Q=2.0, fit=fit, savefig=tmp_path / "mp.png")
@@ -338,6 +342,6 @@ def test_plot_model_from_a_real_analysis(tmp_path):
     for path in tmp_path.iterdir():
         check_png(path, size=(480, 800) if path.name == "correlation_flow.png" else SIZE)
     # the randomized ESD drawn is the draw the analysis measured (same keys)
-    w = dict(rmtkit.iter_layers(tree))["classifier/fc1"].values
-    rand = plot._randomized_esd(np.asarray(w), jax.random.key(0), 0, None)
+    drawn = rmtkit.spectra(tree, randomize=True, key=jax.random.key(0))
+    rand = drawn["rand_evals"].values[0]
     assert rand.max() == pytest.approx(float(details.max_rand_eval[0]), rel=1e-6)

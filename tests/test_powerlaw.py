@@ -1,4 +1,4 @@
-"""fit_pl: exact finite-n laws on Pareto samples, invariances, options, bad input (SPEC §2)."""
+"""fit_pl: exact finite-n laws on Pareto samples, invariances, options, bad input (math §2)."""
 
 import functools
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import rmtkit
+from rmtkit.core.powerlaw import gamma_quantile
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.powerlaw import gamma_quantile
 from rmtkit.testing import pareto_samples
 
 
@@ -84,7 +84,7 @@ def test_closed_form_example():
 
 
 def brute_force_search(x):
-    """SPEC §2 steps 1-5 written as the plain loop (WW's algorithm), for n >= 20."""
+    """docs/math.md §2 steps 1-5 written as the plain loop (WW's algorithm), for n >= 20."""
     x = np.sort(x[x > 1e-5])
     n = x.size
     best = (np.inf, None)
@@ -186,7 +186,7 @@ def test_chunked_scan_matches_the_plain_loop_at_large_n():
 def test_small_n_rule():
     x = np.sort(pareto(np.random.default_rng(3), 2.5, 15))
     f = fit(x)
-    # brute force SPEC §2.6: tails >= 8, bias-corrected alpha, argmin D - 0.868/sqrt(n_i)
+    # brute force docs/math.md §2.6: tails >= 8, bias-corrected alpha, argmin D - 0.868/sqrt(n_i)
     best = None
     for i in range(15 - 8 + 1):
         tail = x[i:]
@@ -238,7 +238,7 @@ def test_peak_restricts_xmin_to_the_histogram_peak_range():
 
 
 def ks_at(xs, i):
-    """KS distance of the plain MLE fit at sorted index i (SPEC §2 step 4)."""
+    """KS distance of the plain MLE fit at sorted index i (docs/math.md §2 step 4)."""
     tail = xs[i:]
     alpha = 1 + tail.size / np.sum(np.log(tail / xs[i]))
     return np.max(np.abs(1 - (tail / xs[i]) ** (1 - alpha) - np.arange(tail.size) / tail.size))

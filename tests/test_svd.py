@@ -1,4 +1,4 @@
-"""SVD sharpening / smoothing (SPEC §7) and detX (SPEC §8)."""
+"""SVD sharpening / smoothing (docs/math.md §7) and detX (docs/math.md §8)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rmtkit.core.esd import esd
+from rmtkit.core.mp import mp_fit
+from rmtkit.core.powerlaw import fit_pl
+from rmtkit.core.svd import detx, svd_sharpen, svd_smooth
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.esd import esd
-from rmtkit.mp import mp_fit
-from rmtkit.powerlaw import fit_pl
-from rmtkit.svd import detx, svd_sharpen, svd_smooth
 from rmtkit.testing import spiked_matrices
 
 DIAG = jnp.diag(jnp.array([5.0, 2.0, 1.0, 0.5]))

@@ -117,7 +117,7 @@ def test_gaussian_matrices_have_the_mp_edges(g):
     # mp_fit calls no eigenvalue of pure noise a spike, unless it is in the TW1 upper tail
     # (about 1 draw in 2000 at q = 1)
     assert_extra_spikes_are_noise(evals, int(fit.num_spikes), 0, g)
-    # SPEC §5: the entry sd is recovered within 2 % for M >= 200
+    # docs/math.md §5: the entry sd is recovered within 2 % for M >= 200
     entry_sigma = float(fit.sigma) / (float(fit.W_scale) * np.sqrt(n))
     assert abs(entry_sigma / g.sigma - 1) < 0.02
     # the largest eigenvalue is TW1-distributed about tw_center: P(TW1 outside (-8, 6)) < 1e-6

@@ -1,4 +1,4 @@
-"""Truncated power law (SPEC §3) and the negative-order incomplete gamma."""
+"""Truncated power law (docs/math.md §3) and the negative-order incomplete gamma."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,8 @@ import mpmath
 import numpy as np
 import pytest
 
+from rmtkit.core.tpl import fit_tpl, log_upper_gamma, upper_gamma
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.tpl import fit_tpl, log_upper_gamma, upper_gamma
 
 N_FIXED = 2000  # fixed-xmin fits: one shape
 N_SEARCH = 400  # xmin searches: one shape

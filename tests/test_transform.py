@@ -1,4 +1,4 @@
-"""rmtkit.sharpen / rmtkit.smooth on collections, and the ONNX write-back (SPEC §7).
+"""rmtkit.sharpen / rmtkit.smooth on collections, and the ONNX write-back (docs/math.md §7).
 
 One weight shape (100, 64) throughout, so the jitted SVD kernels compile once.
 """
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _deps import require
 
+from rmtkit.analysis.transform import sharpen, smooth
 from rmtkit.collection import from_layers, iter_layers
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.transform import sharpen, smooth
 
 
 def trapped(seed=0, trap=True):
@@ -109,7 +109,7 @@ def test_sharpened_onnx_runs(tmp_path):
     y0 = ort.InferenceSession(str(tmp_path / "in.onnx")).run(None, {"x": x})[0]
     y1 = ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0]
     assert y1.shape == y0.shape and np.isfinite(y1).all() and not np.allclose(y0, y1)
-    from rmtkit._load import load
+    from rmtkit import load
 
     np.testing.assert_allclose(layers_of(load(tmp_path / "out.onnx"))["0"],
                                layers_of(coll)["0"], rtol=1e-6)

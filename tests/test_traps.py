@@ -1,4 +1,4 @@
-"""Randomization, rand_distance and correlation traps (SPEC §6)."""
+"""Randomization, rand_distance and correlation traps (docs/math.md §6)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 
+from rmtkit.core.esd import esd
+from rmtkit.core.svd import svd_sharpen
+from rmtkit.core.traps import correlation_traps, rand_distance, randomize
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.esd import esd
-from rmtkit.svd import svd_sharpen
 from rmtkit.testing import gaussian_matrices
-from rmtkit.traps import correlation_traps, rand_distance, randomize
 
 SHAPE = (120, 60)
 CONV = (24, 16, 3, 3)

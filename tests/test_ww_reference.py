@@ -2,8 +2,10 @@
 
 The numbers were made by tests/reference/make_ww_reference.py in a scratch environment with
 weightwatcher==0.7.7 (see tests/reference/README.md); WeightWatcher is not a dependency.
-Where rmtkit deliberately differs (SPEC §9), the test says so and checks the documented rule:
-- n < 20: SPEC §2.6 chooses argmin D - 0.868/sqrt(n_tail). WW 0.7.7 computes that objective but
+Where rmtkit deliberately differs (docs/math.md §9), the test says so and checks the documented
+rule:
+- n < 20: docs/math.md §2.6 chooses argmin D - 0.868/sqrt(n_tail). WW 0.7.7 computes that
+  objective but
   WWFit.__init__ then overwrites the choice with argmin D; the reference stores WW's own
   argmin-J candidate (``small_n_argminJ``, computed by WW's fit_powerlaw_smallN) and we match it.
 - fix_fingers: rmtkit's num_fingers is the number of eigenvalues dropped (WW reports one fewer).

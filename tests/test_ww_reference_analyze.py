@@ -4,9 +4,10 @@ Stored reference (tests/reference/README.md): the trained DigitsNet weights
 (``trained_digits_weights.npz``, torch layout = canonical layout) and WW's details rows
 (``ww077_analyze.json``). WeightWatcher is not a dependency. Where rmtkit deliberately differs:
 
-- conv3 (32, 64, 2, 2): WW swaps N and M for even kernels with fan_out < fan_in (SPEC §9); rmtkit
-  reports N=64, M=32, Q=2. alpha and the other spectrum metrics are unaffected.
-- conv1 (9 eigenvalues) and fc3 (10): the small-n path. SPEC §2.6 picks argmin D - 0.868/sqrt(n),
+- conv3 (32, 64, 2, 2): WW swaps N and M for even kernels with fan_out < fan_in (docs/math.md
+  §9); rmtkit reports N=64, M=32, Q=2. alpha and the other spectrum metrics are unaffected.
+- conv1 (9 eigenvalues) and fc3 (10): the small-n path. docs/math.md §2.6 picks
+  argmin D - 0.868/sqrt(n),
   WW 0.7.7 computes that and then keeps argmin D; we compare with WW's own argmin-J candidate
   (``small_n_argminJ`` of ``ww077_fit_pl.json``), as tests/test_ww_reference.py does.
 - min_evals: WW's default is 8, rmtkit's 50; the comparison passes ``min_evals=8``.
@@ -97,7 +98,7 @@ def test_sizes_correct_where_ww_swaps(details):
         shape = WEIGHTS[f"{name}.weight"].shape
         assert (int(row.N), int(row.M)) == (max(shape[:2]), min(shape[:2]))
         assert float(row.Q) == pytest.approx(int(row.N) / int(row.M))
-    assert (ww["conv3"]["N"], ww["conv3"]["M"]) == (32, 64)  # WW's defect (SPEC §9)
+    assert (ww["conv3"]["N"], ww["conv3"]["M"]) == (32, 64)  # WW's defect (docs/math.md §9)
     assert (int(row_of(details, "conv3").N), int(row_of(details, "conv3").M)) == (64, 32)
 
 

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rmtkit.esd import esd
-from rmtkit.mp import mp_fit
-from rmtkit.svd import detx
-from rmtkit.traps import correlation_traps, rand_distance
+from rmtkit.core.esd import esd
+from rmtkit.core.mp import mp_fit
+from rmtkit.core.svd import detx
+from rmtkit.core.traps import correlation_traps, rand_distance
 
 REF = Path(__file__).parent / "reference"
 DATA = json.loads((REF / "ww077_randomize.json").read_text())

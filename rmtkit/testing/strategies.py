@@ -3,7 +3,7 @@ r"""Hypothesis strategies that draw data together with the truth it was drawn fr
 Every strategy returns a NamedTuple: the data (a numpy array) and the quantities it guarantees,
 each documented with its formula and with how tight it is at the sizes drawn by default.
 
-Conventions (SPEC §1): a matrix ``w`` is ``(n_rows, n_cols)`` = :math:`N \times M` with
+Conventions (docs/math.md §1): a matrix ``w`` is ``(n_rows, n_cols)`` = :math:`N \times M` with
 :math:`N \ge M` and :math:`q = N / M`. Eigenvalue truths (``bulk_max``, ``outliers``, ``evals``)
 are in **raw units**, the eigenvalues of :math:`W^\top W` that ``rmtkit.esd(w)`` returns and
 ``rmtkit.mp_fit`` reports; divide by :math:`N` for the RMT units of :math:`W^\top W/N`
@@ -185,7 +185,7 @@ def gaussian_matrices(
     :math:`N(0, \sigma^2)`. Truths (raw units; divide by :math:`N` for :math:`W^\top W/N`):
 
     * MP bulk: ``bulk_min``, ``bulk_max`` :math:`= N\sigma^2(1 \mp q^{-1/2})^2`
-      (:math:`\lambda_\pm = \sigma^2(1 \mp q^{-1/2})^2` for :math:`W^\top W/N`, SPEC §5).
+      (:math:`\lambda_\pm = \sigma^2(1 \mp q^{-1/2})^2` for :math:`W^\top W/N`, docs/math.md §5).
     * Largest eigenvalue: :math:`(\lambda_{\max} - \mu)/s \approx \mathrm{TW}_1` with
       :math:`\mu` = ``tw_center``, :math:`s` = ``tw_scale`` (Johnstone 2001).
 
@@ -363,7 +363,7 @@ def trapped_matrices(
     Each is a rank-one perturbation :math:`a_k e_i e_j^\top` of a Gaussian matrix, i.e. a spike
     of strength :math:`\theta_k` (:func:`spiked_matrices`), and it stays one after any
     permutation of the entries: this is what ``rmtkit.correlation_traps`` detects (spikes of the
-    MP fit of the randomized spectrum, SPEC §6).
+    MP fit of the randomized spectrum, docs/math.md §6).
 
     Truths (raw units):
 

@@ -1,6 +1,6 @@
 r"""Closed-form random-matrix truths used by the strategies (plain numpy, no hypothesis).
 
-Notation as in rmtkit (SPEC §1): :math:`W` is :math:`N \times M` with :math:`N \ge M`,
+Notation as in rmtkit (docs/math.md §1): :math:`W` is :math:`N \times M` with :math:`N \ge M`,
 :math:`q = N / M \ge 1`, i.i.d. noise entries of variance :math:`\sigma^2`.
 
 Units. Every function takes ``n_rows``: given, results are **raw** eigenvalues of

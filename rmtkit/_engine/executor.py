@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from rmtkit.errors import InvalidArgumentError
+
 __all__ = ["CACHE_ENV", "EXECUTORS", "MEMORY_BUDGET", "compilation_cache_dir", "dask_client",
            "dask_map", "enable_compilation_cache", "local_workers", "memory_budget",
            "ordered_map", "worker_count"]
@@ -245,8 +247,6 @@ def dask_client(executor=None, *, dask_backed: bool = False):
     ``distributed.Client`` -- that client (e.g. ``Client("tcp://scheduler:8786")`` of an
     existing cluster).
     """
-    from rmtkit.errors import InvalidArgumentError
-
     if executor is None or (isinstance(executor, str) and executor == "auto"):
         return _current_client() if dask_backed else None
     if isinstance(executor, str):

@@ -5,14 +5,14 @@ modules already imported (``sys.modules``) and their type's module name, files b
 """
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from rmtkit.collection import validate_collection
+from rmtkit.adapters import from_object
+from rmtkit.collection.tree import validate_collection
 from rmtkit.errors import MissingDataError, UnsupportedModelError
 
 __all__ = ["load"]
@@ -33,11 +33,6 @@ def _adapter(name: str):
     import importlib
 
     return importlib.import_module(f"rmtkit.adapters.{name}")
-
-
-def _type_root(obj: Any) -> set[str]:
-    """Top-level package names of ``type(obj)`` and its bases."""
-    return {c.__module__.split(".")[0] for c in type(obj).__mro__}
 
 
 def _load_path(path: Path, kw: dict) -> xr.DataTree:
@@ -101,28 +96,10 @@ def load(obj_or_path: Any, **kw: Any) -> xr.DataTree:
         return validate_collection(obj_or_path)
     if isinstance(obj_or_path, (str, os.PathLike)):
         return _load_path(Path(obj_or_path), kw)
-    roots = _type_root(obj_or_path)
-    if "torch" in roots and "torch" in sys.modules:
-        import torch
-
-        if isinstance(obj_or_path, torch.nn.Module):
-            return _adapter("torch").from_torch(obj_or_path, **kw)
-    if "onnx" in roots and "onnx" in sys.modules:
-        import onnx
-
-        if isinstance(obj_or_path, onnx.ModelProto):
-            return _adapter("onnx").from_onnx(obj_or_path, **kw)
-    if "keras" in roots and "keras" in sys.modules:
-        import keras
-
-        if isinstance(obj_or_path, keras.Layer):
-            return _adapter("keras").from_keras(obj_or_path, **kw)
-    if isinstance(obj_or_path, Mapping) and "torch" in sys.modules:
-        import torch
-
-        values = list(obj_or_path.values())
-        if values and any(isinstance(v, torch.Tensor) for v in values):
-            return _adapter("torch").from_state_dict(obj_or_path, **kw)
+    tree = from_object(obj_or_path, **kw)
+    if tree is not None:
+        return tree
+    roots = {c.__module__.split(".")[0] for c in type(obj_or_path).__mro__}
     if isinstance(obj_or_path, (Mapping, list, tuple)) or "flax" in roots or "jax" in roots:
         return _adapter("jax").from_pytree(obj_or_path, **kw)
     raise UnsupportedModelError(

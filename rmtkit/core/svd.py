@@ -1,4 +1,4 @@
-r"""SVD sharpening and smoothing of weights, and the detX tail size (SPEC §7, §8).
+r"""SVD sharpening and smoothing of weights, and the detX tail size (docs/math.md §7, §8).
 
 A weight slice is :math:`N \times M` with :math:`N \ge M`, :math:`q = N / M`; its singular
 value decomposition :math:`W = \sum_i s_i u_i v_i^\top` gives the eigenvalues
@@ -16,17 +16,21 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit import _validate
-from rmtkit.errors import InvalidArgumentError
-from rmtkit.esd import (
+from rmtkit.core import validate
+from rmtkit.core.esd import (
     canonical_slices,
     compute_dtype,
     from_canonical_slices,
     masked,
     oriented_shape,
 )
-from rmtkit.mp import mp_fit
+from rmtkit.core.mp import MARGINS, mp_fit
+from rmtkit.errors import InvalidArgumentError
 
+#: how :func:`svd_sharpen` removes a trap: zero its component, or clip it to the bulk edge
+SHARPEN_MODES = ("zero", "clip")
+#: how :func:`svd_smooth` chooses the number of components it keeps
+SMOOTH_METHODS = ("detX", "alpha_min", "rmt", "percent")
 
 class DetX(NamedTuple):
     """Result of `detx`: tail size, the eigenvalue where the tail ends, validity flag."""
@@ -115,7 +119,7 @@ def svd_sharpen(
     mode: str = "zero",
     margin: str = "ww",
 ) -> Float[Array, "fan_out fan_in *k"]:
-    r"""Remove correlation traps: zero (or clip) the top singular components (SPEC §7).
+    r"""Remove correlation traps: zero (or clip) the top singular components (docs/math.md §7).
 
     ``mode="zero"`` (WeightWatcher ``SVDSharpness``): :math:`W \leftarrow W - \sum_{i \le k}
     s_i u_i v_i^\top` for the ``num_traps`` = :math:`k` largest singular values.
@@ -125,7 +129,7 @@ def svd_sharpen(
     spectrum of all convolution slices (the largest :math:`k` singular values of the layer,
     wherever they are); an array of shape ``(rf,)`` gives one count per slice. ``num_traps
     <= 0`` returns ``W`` unchanged, and so does a failed MP fit in ``"clip"`` mode
-    (WeightWatcher truncates the layer to rank 1 there: a bug, SPEC §9). The top singular
+    (WeightWatcher truncates the layer to rank 1 there: a bug, docs/math.md §9). The top singular
     value never increases.
 
     Parameters
@@ -150,9 +154,9 @@ def svd_sharpen(
     >>> rmtkit.svd_sharpen(W, 1).diagonal().tolist()
     [0.0, 2.0, 1.0]
     """
-    w = _validate.weights(w)
-    _validate.choice(mode, "mode", ("zero", "clip"))
-    _validate.choice(margin, "margin", ("ww", "tw95"))
+    w = validate.weights(w)
+    validate.choice(mode, "mode", SHARPEN_MODES)
+    validate.choice(margin, "margin", MARGINS)
     num_traps = jnp.asarray(num_traps)
     if not jnp.issubdtype(num_traps.dtype, jnp.integer):
         raise InvalidArgumentError(
@@ -193,8 +197,8 @@ def _sharpen(w, num_traps, mode, margin):
 
 
 def _pl_tail_size(evals: Array) -> Array:
-    """``num_pl_spikes`` of the SPEC §2 power-law search (tail size at the KS-best xmin)."""
-    from rmtkit.powerlaw import fit_pl
+    """``num_pl_spikes`` of the docs/math.md §2 power-law search (tail size at the KS-best xmin)."""
+    from rmtkit.core.powerlaw import fit_pl
 
     return fit_pl(evals).num_pl_spikes
 
@@ -207,7 +211,7 @@ def svd_smooth(
     percent: float = 0.2,
     margin: str = "ww",
 ) -> Float[Array, "fan_out fan_in *k"]:
-    r"""Keep (or drop) the top singular components of every slice (SPEC §7).
+    r"""Keep (or drop) the top singular components of every slice (docs/math.md §7).
 
     :math:`W \leftarrow \sum_{i \le k} s_i u_i v_i^\top` for ``k > 0`` (keep the top
     :math:`k`); :math:`W \leftarrow W - \sum_{i \le |k|} s_i u_i v_i^\top` for ``k < 0`` (drop
@@ -215,7 +219,7 @@ def svd_smooth(
     chooses :math:`k > 0` from each slice's own spectrum :math:`s_i^2`:
 
     * ``"detX"``: ``detX_num`` of `detx`;
-    * ``"alpha_min"``: the power-law tail size ``num_pl_spikes`` (SPEC §2 search);
+    * ``"alpha_min"``: the power-law tail size ``num_pl_spikes`` (docs/math.md §2 search);
     * ``"rmt"``: ``num_spikes`` of `rmtkit.mp_fit` (``margin``);
     * ``"percent"``: :math:`\mathrm{round}(` ``percent`` :math:`\cdot M)`.
 
@@ -241,12 +245,12 @@ def svd_smooth(
     >>> rmtkit.svd_smooth(W, 2).diagonal().tolist(), rmtkit.svd_smooth(W, -2).diagonal().tolist()
     ([5.0, 2.0, 0.0], [0.0, 0.0, 1.0])
     """
-    w = _validate.weights(w)
+    w = validate.weights(w)
     if (k is None) == (method is None):
         raise InvalidArgumentError("Give exactly one of `k` and `method` to `svd_smooth`.")
     if method is not None:
-        _validate.choice(method, "method", ("detX", "alpha_min", "rmt", "percent"))
-    _validate.choice(margin, "margin", ("ww", "tw95"))
+        validate.choice(method, "method", SMOOTH_METHODS)
+    validate.choice(margin, "margin", MARGINS)
     if not (isinstance(percent, int | float) and 0.0 < percent <= 1.0):
         raise InvalidArgumentError(f"`percent` must be in (0, 1]; got {percent!r}.")
     if k is not None:

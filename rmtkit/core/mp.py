@@ -1,8 +1,8 @@
-r"""Marchenko–Pastur (MP) law and the MP fit of a spectrum (SPEC §5).
+r"""Marchenko–Pastur (MP) law and the MP fit of a spectrum (docs/math.md §5).
 
 A weight matrix is :math:`N \times M` with :math:`N \ge M` and aspect ratio
-:math:`q = N / M \ge 1` (``Q`` in the API, as in SPEC). For :math:`X = W^\top W / N` with i.i.d.
-entries of variance :math:`\sigma^2`, the eigenvalues of :math:`X` follow, as
+:math:`q = N / M \ge 1` (``Q`` in the API, as in docs/math.md). For :math:`X = W^\top W / N`
+with i.i.d. entries of variance :math:`\sigma^2`, the eigenvalues of :math:`X` follow, as
 :math:`M \to \infty`, the MP density
 
 .. math:: \rho(\lambda) = \frac{q}{2\pi\sigma^2\lambda}
@@ -23,15 +23,17 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit import _validate
+from rmtkit.core import validate
+from rmtkit.core.esd import masked
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.esd import masked
 
 #: 95 % quantile of the Tracy–Widom distribution TW1 (Johnstone 2001, Table 1)
 TW1_95 = 0.9793
 
 #: bisection steps of `mp_quantile` (the bracket shrinks to 2**-60 of the bulk width)
 _BISECT_STEPS = 60
+#: spike margins above the bulk edge: WeightWatcher's, or the 95 % Tracy-Widom quantile
+MARGINS = ("ww", "tw95")
 
 
 def _check_q(Q) -> None:
@@ -249,7 +251,7 @@ class MPFit(NamedTuple):
 
 
 def _margin(margin, sigma2, bulk_max, q, m, dtype):
-    """Spike threshold above ``bulk_max`` (rescaled units), SPEC §5 step 4."""
+    """Spike threshold above ``bulk_max`` (rescaled units), docs/math.md §5 step 4."""
     if margin == "ww":
         return bulk_max + jnp.sqrt(q ** -0.5 * bulk_max ** (2.0 / 3.0) * m ** (-2.0 / 3.0))
     n = q * m
@@ -269,7 +271,8 @@ def mp_fit(
     bulk_fraction: float = 0.9,
     n_iter: int = 3,
 ) -> MPFit:
-    r"""Fit the Marchenko–Pastur law to the bulk of a spectrum and count its spikes (SPEC §5).
+    r"""Fit the Marchenko–Pastur law to the bulk of a spectrum and count its spikes
+    (docs/math.md §5).
 
     1. Rescale to mean 1: :math:`W_{\rm scale}^2 = n / \sum_i \lambda_i`,
        :math:`t_i = W_{\rm scale}^2 \lambda_i` (sorted).
@@ -345,12 +348,12 @@ def mp_fit(
     """
     x, valid = masked(evals, mask)
     _check_q(Q)
-    _validate.choice(margin, "margin", ("ww", "tw95"))
+    validate.choice(margin, "margin", MARGINS)
     if M is not None and not hasattr(M, "shape"):
-        _validate.positive(M, "M")
+        validate.positive(M, "M")
     if not (isinstance(bulk_fraction, int | float) and 0.0 < bulk_fraction <= 1.0):
         raise InvalidArgumentError(f"`bulk_fraction` must be in (0, 1]; got {bulk_fraction!r}.")
-    _validate.positive(n_iter, "n_iter", integer=True)
+    validate.positive(n_iter, "n_iter", integer=True)
     m = None if M is None else jnp.asarray(M, x.dtype)
     return _mp_fit(x, valid, jnp.asarray(Q, x.dtype), m, margin, float(bulk_fraction), n_iter)
 

@@ -1,4 +1,4 @@
-r"""Distances between two weight arrays of the same layer (SPEC §8).
+r"""Distances between two weight arrays of the same layer (docs/math.md §8).
 
 Matrices are :math:`N \times M` after orientation (:math:`N \ge M`, :math:`q = N/M`);
 convolution kernels ``(fan_out, fan_in[, k | kh, kw])`` are compared as a whole (Frobenius,
@@ -11,11 +11,13 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Float
 
-from rmtkit import _validate
+from rmtkit.core import validate
+from rmtkit.core.esd import compute_dtype, slices
 from rmtkit.errors import InvalidWeightsError
-from rmtkit.esd import compute_dtype, slices
 
 _HI = jax.lax.Precision.HIGHEST
+#: the distances :func:`distances` computes
+DISTANCES = ("frobenius", "cosine", "cka")
 
 
 def distances(
@@ -54,13 +56,13 @@ def distances(
     >>> float(rmtkit.distances(a, b)), float(rmtkit.distances(a, b, method="cosine"))
     (2.0, 1.0)
     """
-    w1 = _validate.weights(w1, "W1")
-    w2 = _validate.weights(w2, "W2")
+    w1 = validate.weights(w1, "W1")
+    w2 = validate.weights(w2, "W2")
     if w1.shape != w2.shape:
         raise InvalidWeightsError(
             f"`W1` and `W2` must have the same shape, got {w1.shape} and {w2.shape}; "
             "compare the same layer of two models.")
-    _validate.choice(method, "method", ("frobenius", "cosine", "cka"))
+    validate.choice(method, "method", DISTANCES)
     dtype = compute_dtype(jnp.promote_types(w1.dtype, w2.dtype))
     a, b = w1.astype(dtype), w2.astype(dtype)
     if method == "frobenius":

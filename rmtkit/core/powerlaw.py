@@ -1,4 +1,4 @@
-r"""Power-law fits of eigenvalue tails (SPEC §2): ``fit_pl`` and its candidate scan.
+r"""Power-law fits of eigenvalue tails (docs/math.md §2): ``fit_pl`` and its candidate scan.
 
 Continuous power law (Clauset, Shalizi & Newman 2009):
 
@@ -26,8 +26,8 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit import _validate
-from rmtkit.esd import masked
+from rmtkit.core import validate
+from rmtkit.core.esd import masked
 
 #: eigenvalues at or below this absolute value are dropped before fitting (WW ``EVALS_THRESH``)
 EVALS_THRESH = 1e-5
@@ -261,7 +261,7 @@ def _peak_allowed(x: Array, n: Array, xmin_max) -> Array:
 
 
 def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):
-    """Best candidate by the SPEC §2 rules: ``(index, alpha, D)``; index = -1 if none.
+    """Best candidate by the docs/math.md §2 rules: ``(index, alpha, D)``; index = -1 if none.
 
     Float64 data are scanned in float32 (the O(n²) KS step runs ~10x faster), then the
     :data:`RESCORE` best candidates are scored again exactly in float64 and the best of those
@@ -374,7 +374,7 @@ def fit_pl(
     thresh: float = EVALS_THRESH,
     ci: float | None = None,
 ) -> PowerLawFit:
-    r"""Fit a continuous power law to the upper tail of one eigenvalue spectrum (SPEC §2).
+    r"""Fit a continuous power law to the upper tail of one eigenvalue spectrum (docs/math.md §2).
 
     .. math:: \hat\alpha = 1 + n_{\rm tail} \Big/ \sum_{x_j \ge x_{\min}} \ln(x_j / x_{\min}),
               \qquad \sigma = (\hat\alpha - 1)/\sqrt{n_{\rm tail}}
@@ -437,12 +437,12 @@ def fit_pl(
     2.0
     """
     x, m = masked(evals, mask)
-    _validate.choice(xmin_method, "xmin_method", XMIN_METHODS)
-    _validate.choice(fix_fingers, "fix_fingers", FIX_FINGERS)
+    validate.choice(xmin_method, "xmin_method", XMIN_METHODS)
+    validate.choice(fix_fingers, "fix_fingers", FIX_FINGERS)
     force, drop = _xmax_mode(xmax)
     if ci is not None and not 0.0 < ci < 1.0:
-        raise _validate.InvalidArgumentError(f"`ci` must be in (0, 1); got {ci!r}.")
-    _validate.positive(max_fingers, "max_fingers", integer=True)
+        raise validate.InvalidArgumentError(f"`ci` must be in (0, 1); got {ci!r}.")
+    validate.positive(max_fingers, "max_fingers", integer=True)
     return _fit_pl_compiled(x, m, xmin, xmin_method=xmin_method, xmin_max=xmin_max,
                             force=force, drop=drop, fix_fingers=fix_fingers,
                             max_fingers=max_fingers, finger_thresh=finger_thresh,
@@ -478,11 +478,11 @@ def _xmax_mode(xmax) -> tuple[bool, int]:
     if xmax is None:
         return False, 0
     if isinstance(xmax, str):
-        _validate.choice(xmax, "xmax", ("force",))
+        validate.choice(xmax, "xmax", ("force",))
         return True, 0
     if isinstance(xmax, int) and not isinstance(xmax, bool) and xmax < 0:
         return False, -xmax
-    raise _validate.InvalidArgumentError(
+    raise validate.InvalidArgumentError(
         f"`xmax` must be None, 'force' or a negative int -k (drop the top k eigenvalues); "
         f"got {xmax!r}.")
 

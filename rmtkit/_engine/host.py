@@ -2,7 +2,7 @@ r"""Host (numpy / LAPACK) spectra of whole layers: the fast route of the model-l
 
 :func:`rmtkit.esd` is the pure-JAX, differentiable spectrum (and the GPU path). A model's
 analysis only needs the eigenvalues, once per layer, so on a CPU it takes the fastest LAPACK
-route measured on the reference machine (SPEC §1, ``benchmarks/analyze_floor.py``): numpy's
+route measured on the reference machine (docs/math.md §1, ``benchmarks/analyze_floor.py``): numpy's
 ``eigvalsh`` (``dsyevd``) of the float64 Gram matrix :math:`G = A^\top A` of the smaller side
 of each :math:`N \times M` slice :math:`A` (:math:`N \ge M`), formed block by block
 (:func:`gram64`). numpy rather than scipy because numpy's LAPACK calls release the GIL, so the
@@ -27,18 +27,18 @@ unpooled ones times ``rf * conv_norm``, ``normalize`` divides by :math:`N`); the
 both routes agree.
 """
 
-import os
-
 import numpy as np
 
-from rmtkit.esd import canonical_slices, combine_slices, from_canonical_slices, oriented_slices
+from rmtkit.core.esd import (
+    CONV_NORM,
+    canonical_slices,
+    combine_slices,
+    from_canonical_slices,
+    oriented_slices,
+)
 
-__all__ = ["DEVICE_ENV", "GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "gram_resolved",
-           "host_esd", "host_randomize", "host_slices", "key_rng", "layer_esd",
-           "randomized_spectra", "svd_evals", "use_device"]
-
-#: environment variable forcing the device route on ("1") or off ("0"); default: on with a GPU
-DEVICE_ENV = "RMTKIT_DEVICE_SPECTRA"
+__all__ = ["GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "gram_resolved", "host_esd",
+           "host_randomize", "host_slices", "key_rng", "svd_evals"]
 
 #: slices with at most this many columns use ``numpy.linalg.svd`` values (faster than eigh there)
 SVD_BELOW = 8
@@ -122,7 +122,7 @@ def footprint(shape, itemsize: int) -> int:
 
 
 def host_esd(
-    w: np.ndarray, *, normalize: bool = False, pool: bool = True, conv_norm: float = 0.5
+    w: np.ndarray, *, normalize: bool = False, pool: bool = True, conv_norm: float = CONV_NORM
 ) -> np.ndarray:
     """Eigenvalues of one layer, float64, with the conventions of :func:`rmtkit.esd`.
 
@@ -152,7 +152,7 @@ def key_rng(key) -> np.random.Generator:
 def host_randomize(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     r"""Permute the entries of ``w`` uniformly at random, independently per convolution slice.
 
-    The host twin of :func:`rmtkit.randomize` (same law, SPEC §6: each slice
+    The host twin of :func:`rmtkit.randomize` (same law, docs/math.md §6: each slice
     ``W[:, :, i(, j)]`` keeps its multiset of entries), drawn from ``rng``.
     """
     w = np.asarray(w)
@@ -162,46 +162,3 @@ def host_randomize(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for i, row in enumerate(flat):
         out[i] = row[rng.permutation(row.size)]
     return from_canonical_slices(out.reshape(slices.shape), w.shape, np)
-
-
-def randomized_spectra(w: np.ndarray, key, *, conv_norm: float = 0.5,
-                       replicas: int | None = None) -> tuple[np.ndarray, float]:
-    r"""Spectrum of one randomization of ``w`` and the largest eigenvalue over ``replicas``.
-
-    ``w`` is permuted (:func:`host_randomize`, generator :func:`key_rng` of ``key``) and its
-    pooled spectrum computed like :func:`host_esd`; ``replicas`` (default: 5 when ``w`` has
-    fewer than 100 eigenvalues, else 1, as WeightWatcher) independent draws give
-    ``max_rand_eval``. Returns (the first draw's spectrum, ``max_rand_eval``).
-    """
-    w = np.asarray(w)
-    n_evals = min(w.shape[0], w.shape[1]) * int(np.prod(w.shape[2:], dtype=np.int64))
-    if replicas is None:
-        replicas = 5 if n_evals < 100 else 1
-    rng = key_rng(key)
-    first = layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)
-    top = float(first[-1])
-    for _ in range(replicas - 1):
-        top = max(top, float(layer_esd(host_randomize(w, rng), pool=True,
-                                      conv_norm=conv_norm)[-1]))
-    return first, top
-
-
-def use_device() -> bool:
-    """Whether layer spectra go to the accelerator (:mod:`rmtkit._device`): ``$RMTKIT_DEVICE_
-    SPECTRA`` if set (``1``/``0``), else whether JAX's default backend is not the CPU."""
-    env = os.environ.get(DEVICE_ENV, "").strip().lower()
-    if env:
-        return env not in ("0", "off", "false", "no")
-    import jax
-
-    return jax.default_backend() != "cpu"
-
-
-def layer_esd(w: np.ndarray, *, pool: bool = True, conv_norm: float = 0.5) -> np.ndarray:
-    """One layer's eigenvalues by the route of this machine: :func:`host_esd` (LAPACK,
-    float64) on a CPU, :func:`rmtkit._device.device_esd` (float32 first) with a GPU."""
-    if use_device():
-        from rmtkit._device import device_esd
-
-        return device_esd(w, pool=pool, conv_norm=conv_norm)
-    return host_esd(w, pool=pool, conv_norm=conv_norm)

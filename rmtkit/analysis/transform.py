@@ -1,4 +1,4 @@
-r"""Weight transforms on whole collections: SVD sharpening and smoothing (SPEC §7).
+r"""Weight transforms on whole collections: SVD sharpening and smoothing (docs/math.md §7).
 
 :func:`sharpen` and :func:`smooth` take a collection (or anything :func:`rmtkit.load` reads)
 and return a **new** collection with the same nodes, paths and attributes, where each selected
@@ -18,14 +18,18 @@ import jax
 import numpy as np
 import xarray as xr
 
-from rmtkit.analysis import _as_key, _parse_layers, _select
-from rmtkit.collection import build_tree, iter_layers
+from rmtkit._engine.kernels import FIT_BUCKET_MIN
+from rmtkit._engine.spectra import randomized_spectra
+from rmtkit.analysis.select import parse_layers, select
+from rmtkit.collection.load import load
+from rmtkit.collection.tree import build_tree, iter_layers, lazy_map, node_like
+from rmtkit.core import validate
+from rmtkit.core.esd import CONV_NORM, bucket_length, pad_spectra
+from rmtkit.core.mp import MARGINS, mp_fit
+from rmtkit.core.svd import SHARPEN_MODES, SMOOTH_METHODS, svd_sharpen, svd_smooth
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.finetune import lazy_map, node_like
 
 __all__ = ["sharpen", "smooth", "SMOOTH_METHODS"]
-
-SMOOTH_METHODS = ("detX", "alpha_min", "rmt", "percent")
 
 
 def _usable(a: np.ndarray) -> bool:
@@ -34,11 +38,9 @@ def _usable(a: np.ndarray) -> bool:
 
 def _rebuild(weights, layers, make_fn, label: str) -> xr.DataTree:
     """A new collection: selected layers get ``make_fn(w)`` applied lazily, others pass."""
-    from rmtkit._load import load
-
-    filt = _parse_layers(layers)
+    filt = parse_layers(layers)
     tree = load(weights)
-    chosen = {path for path, _ in _select(tree, filt, layers)}
+    chosen = {path for path, _ in select(tree, filt, layers)}
     nodes = []
     for path, w in iter_layers(tree):
         if path in chosen:
@@ -53,14 +55,9 @@ def _num_traps(a: np.ndarray, layer_key, margin: str) -> int:
     """Randomized eigenvalues of one layer above the MP bulk edge (``num_traps`` of
     :func:`rmtkit.analyze`: same host draw, spectrum padded to an analysis bucket so the MP
     kernel compiles once per bucket, not per layer shape)."""
-    from rmtkit._host import randomized_spectra
-    from rmtkit.analysis import CONV_NORM, MIN_BUCKET
-    from rmtkit.esd import bucket_length, pad_spectra
-    from rmtkit.mp import mp_fit
-
     rand, _ = randomized_spectra(a, layer_key, conv_norm=CONV_NORM, replicas=1)
     n_rows, n_cols = max(a.shape[:2]), min(a.shape[:2])
-    evals, mask = pad_spectra([rand], length=bucket_length(rand.size, min_length=MIN_BUCKET))
+    evals, mask = pad_spectra([rand], length=bucket_length(rand.size, min_length=FIT_BUCKET_MIN))
     fit = mp_fit(evals[0], mask[0], Q=n_rows / n_cols, M=n_cols, margin=margin)
     return int(fit.num_spikes) if bool(fit.ok) else 0
 
@@ -91,16 +88,9 @@ def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = 
     xarray.DataTree
         A new collection (lazy), written back with e.g. ``rmtkit.adapters.onnx.save``.
     """
-    if mode not in ("zero", "clip"):
-        raise InvalidArgumentError(f"`mode` must be 'zero' or 'clip'; got {mode!r}.")
-    if margin not in ("ww", "tw95"):
-        raise InvalidArgumentError(f"`margin` must be 'ww' or 'tw95'; got {margin!r}.")
-    key = _as_key(key)
-    try:
-        jax.random.fold_in(key, 0)
-    except (TypeError, ValueError) as err:
-        raise InvalidArgumentError(
-            f"`key` must be a jax.random key or an int seed; got {key!r}.") from err
+    validate.choice(mode, "mode", SHARPEN_MODES)
+    validate.choice(margin, "margin", MARGINS)
+    key = validate.as_key(key)
 
     def make(w):
         layer_key = jax.random.fold_in(key, int(w.attrs.get("layer_id", 0)))
@@ -108,8 +98,6 @@ def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = 
         def fn(a):
             if not _usable(a):
                 return a
-            from rmtkit.svd import svd_sharpen
-
             with jax.enable_x64(True):
                 traps = _num_traps(a, layer_key, margin)
                 if traps <= 0:
@@ -140,23 +128,18 @@ def smooth(weights: Any, method: str | None = "detX", *, k: int | None = None,
         Which layers to smooth; the others are kept.
     """
     if k is None:
-        if method not in SMOOTH_METHODS:
-            raise InvalidArgumentError(
-                f"`method` must be one of {', '.join(map(repr, SMOOTH_METHODS))}; got {method!r}.")
+        validate.choice(method, "method", SMOOTH_METHODS)
     elif isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise InvalidArgumentError(f"`k` must be an int; got {k!r}.")
     if not (isinstance(percent, (int, float)) and 0.0 < percent <= 1.0):
         raise InvalidArgumentError(f"`percent` must be in (0, 1]; got {percent!r}.")
-    if margin not in ("ww", "tw95"):
-        raise InvalidArgumentError(f"`margin` must be 'ww' or 'tw95'; got {margin!r}.")
+    validate.choice(margin, "margin", MARGINS)
     kw = dict(k=int(k)) if k is not None else dict(method=method)
 
     def make(w):
         def fn(a):
             if not _usable(a):
                 return a
-            from rmtkit.svd import svd_smooth
-
             with jax.enable_x64(True):
                 return np.asarray(svd_smooth(a, percent=float(percent), margin=margin, **kw)
                                   ).astype(a.dtype)

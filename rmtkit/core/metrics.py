@@ -1,4 +1,4 @@
-r"""Scale and shape metrics of one layer's spectrum (SPEC §4).
+r"""Scale and shape metrics of one layer's spectrum (docs/math.md §4).
 
 All are functions of the same eigenvalues :math:`\lambda_i` (raw units, see :mod:`rmtkit.esd`)
 and, for the alpha-based ones, of the power-law exponent :math:`\alpha` of :func:`fit_pl`.
@@ -29,7 +29,8 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit.esd import masked
+from rmtkit.core.esd import masked
+from rmtkit.errors import RowWarning
 
 #: eigenvalues below this count as lost rank (``weak_rank_loss``, WW)
 WEAK_RANK_TOL = 1e-6
@@ -38,7 +39,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 
 
 class SpectralMetrics(NamedTuple):
-    """All SPEC §4 scale and shape metrics of one spectrum (0-d arrays)."""
+    """All docs/math.md §4 scale and shape metrics of one spectrum (0-d arrays)."""
 
     lambda_max: Float[Array, ""]
     norm: Float[Array, ""]
@@ -204,7 +205,7 @@ def spectral_metrics(
     n_rows: int | ArrayLike,
     n_cols: int | ArrayLike | None = None,
 ) -> SpectralMetrics:
-    r"""Every SPEC §4 metric of one spectrum at once.
+    r"""Every docs/math.md §4 metric of one spectrum at once.
 
     Parameters
     ----------
@@ -245,14 +246,15 @@ ALPHA_OVER_TRAINED = 2.0
 ALPHA_UNDER_TRAINED = 6.0
 
 
-def alpha_warning(alpha: float) -> str:
-    """SPEC §4 label of a layer: "over-trained" (alpha < 2), "under-trained" (alpha > 6),
-    "fit-failed" (NaN), else "". Host-side (strings are not JAX values)."""
+def alpha_warning(alpha: float) -> RowWarning:
+    """docs/math.md §4 label of a layer (a :class:`rmtkit.errors.RowWarning`, equal to its
+    string): "over-trained" (alpha < 2), "under-trained" (alpha > 6), "fit-failed" (NaN), else
+    "". Host-side (strings are not JAX values)."""
     alpha = float(alpha)
     if np.isnan(alpha):
-        return "fit-failed"
+        return RowWarning.FIT_FAILED
     if alpha < ALPHA_OVER_TRAINED:
-        return "over-trained"
+        return RowWarning.OVER_TRAINED
     if alpha > ALPHA_UNDER_TRAINED:
-        return "under-trained"
-    return ""
+        return RowWarning.UNDER_TRAINED
+    return RowWarning.NONE

@@ -1,31 +1,4 @@
-"""The labeled weight collection: one ``xarray.DataTree`` node per analyzable layer.
-
-A *collection* is an :class:`xarray.DataTree`. Every node that holds a data variable ``W`` is a
-layer; its path is the model's module path with ``/`` separators
-(``encoder/layer/0/attention/query``). ``W`` has canonical dims, whatever the framework stored:
-
-==============  ==========================================  ==========================
-``kind``        dims of ``W``                               e.g.
-==============  ==========================================  ==========================
-``dense``       ``("fan_out", "fan_in")``                   torch ``Linear.weight``
-``conv1d``      ``("fan_out", "fan_in", "k")``              torch ``Conv1d.weight``
-``conv2d``      ``("fan_out", "fan_in", "kh", "kw")``       torch ``Conv2d.weight``
-``embedding``   ``("vocab", "dim")``                        torch ``Embedding.weight``
-==============  ==========================================  ==========================
-
-Node attributes: ``kind``; ``layer_id`` (int, execution / topological order, unique);
-``source`` (the original tensor name); ``framework``; ``op`` (the framework's layer or operator
-type); ``dtype`` (the source dtype, as a string); optionally ``groups`` (grouped convolutions) and
-``source_slice`` (``"start:stop"`` rows of ``source`` when one stored tensor holds several layers,
-e.g. the packed q/k/v projection of ``torch.nn.MultiheadAttention``).
-
-``W`` is floating (float16/bfloat16 sources are widened to float32; quantized sources are
-dequantized) and may be *lazy*: adapters wrap memory-mapped or external tensors in a lazily
-indexed backend array, so reading a collection keeps one tensor in memory at a time
-(``node["W"].values`` reads it; nothing is cached on the tree). Dask-backed ``W`` work too.
-
-Build a collection by hand with :func:`from_layers` (arrays already in canonical layout) or
-:func:`weight_node`, and check one with :func:`validate_collection`.
+"""The collection's data model: nodes, lazy arrays, validation (see :mod:`rmtkit.collection`).
 """
 
 import re
@@ -37,7 +10,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from rmtkit._validate import is_real_dtype
+from rmtkit.core.validate import is_real_dtype
 from rmtkit.errors import InvalidWeightsError
 
 __all__ = [
@@ -49,6 +22,8 @@ __all__ = [
     "from_layers",
     "iter_layers",
     "layer_paths",
+    "lazy_map",
+    "node_like",
     "sanitize_path",
     "validate_collection",
     "weight_node",
@@ -392,3 +367,24 @@ def iter_layers(tree: xr.DataTree) -> Iterator[tuple[str, xr.DataArray]]:
         w = node["W"].copy(deep=False)  # attrs of the copy only: the tree is left as is
         w.attrs = {**node.attrs, **w.attrs}
         yield node.path.lstrip("/"), w
+
+
+def node_like(w: xr.DataArray, data: Any, *, layer_id: int | None = None,
+              **attrs: Any) -> xr.Dataset:
+    """A layer node with the attrs of ``w`` (a DataArray from ``iter_layers``) and new data.
+
+    ``data`` is an array or a :class:`LazyArray` in the canonical layout of ``w``'s kind.
+    """
+    old = dict(w.attrs)
+    extra = {k: v for k, v in old.items() if k not in _REQUIRED_ATTRS and k != "groups"}
+    extra.update(attrs)
+    return weight_node(
+        data, kind=old["kind"], source=old["source"], framework=old["framework"], op=old["op"],
+        layer_id=int(old["layer_id"] if layer_id is None else layer_id), dtype=old["dtype"],
+        groups=old.get("groups"), attrs=extra,
+    )
+
+
+def lazy_map(w: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray]) -> LazyArray:
+    """A :class:`LazyArray` of ``fn(w.values)`` with ``w``'s shape and dtype (read on demand)."""
+    return LazyArray(lambda: fn(np.asarray(w.values)), w.shape, w.dtype)

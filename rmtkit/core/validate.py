@@ -1,13 +1,19 @@
-"""Trace-time checks shared by the public functions.
+"""The checks of rmtkit's arguments, in one place: arrays, options, integers and keys.
 
 Shapes, dtypes and option strings are known before any computation (also under ``jax.jit``),
 so they are checked here and fail fast with a message that names the argument, says what was
 expected, what arrived, and how to fix it. Values (NaN, short tails) are not checked here:
-the estimators return NaN for them (STYLE.md §4).
+the estimators return NaN for them.
+
+Every layer of rmtkit uses these (the labeled layer for its options too), so one option is
+refused the same way wherever it is given: arrays raise :class:`InvalidWeightsError`, options
+:class:`InvalidArgumentError`.
 """
 
+import math
 from collections.abc import Iterable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -92,12 +98,31 @@ def weights(w: ArrayLike, name: str = "W") -> Array:
     return w
 
 
+def is_int(value) -> bool:
+    """An int (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_bool(value) -> bool:
+    """True or False (Python or numpy)."""
+    return isinstance(value, (bool, np.bool_))
+
+
 def choice(value, name: str, allowed: Iterable) -> None:
-    """Raise unless ``value`` is one of ``allowed``."""
+    """Raise unless ``value`` is one of ``allowed`` (str / None / int / bool options).
+
+    Any other type (an array, a list) is refused without comparing it.
+    """
     allowed = tuple(allowed)
-    if value not in allowed:
+    if not (isinstance(value, (str, int, np.integer, type(None))) and value in allowed):
         raise InvalidArgumentError(
-            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r:.80}.")
+
+
+def flag(value, name: str) -> None:
+    """Raise unless ``value`` is True or False."""
+    if not is_bool(value):
+        raise InvalidArgumentError(f"`{name}` must be True or False; got {value!r:.80}.")
 
 
 def positive(value, name: str, *, integer: bool = False, allow_zero: bool = False) -> None:
@@ -108,3 +133,50 @@ def positive(value, name: str, *, integer: bool = False, allow_zero: bool = Fals
         what = "an integer" if integer else "a number"
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgumentError(f"`{name}` must be {what} {bound}; got {value!r}.")
+
+
+def finite_positive(value, name: str) -> None:
+    """Raise unless ``value`` is None or a finite number > 0."""
+    if value is not None and not (
+            isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value)
+            and math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(
+            f"`{name}` must be None or a finite number > 0; got {value!r:.80}.")
+
+
+def key(k, name: str = "key") -> Array:
+    """A ``jax.random`` key given as an *array* argument of a pure function: a typed key
+    (``jax.random.key(seed)``) or a legacy raw ``uint32[2]`` key, returned as an array (works
+    on tracers). Seeds are not keys here: the functions of :mod:`rmtkit.core` take the key
+    they are given."""
+    arr = jnp.asarray(k)
+    if not (jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or (
+            arr.dtype == jnp.uint32 and arr.shape == (2,))):
+        raise InvalidWeightsError(
+            f"`{name}` must be a jax.random key (jax.random.key(seed)), got dtype {arr.dtype} "
+            f"and shape {arr.shape}.")
+    return arr
+
+
+def as_key(k, name: str = "key"):
+    """A typed ``jax.random`` key from an *option* of the labeled layer: ``None`` (key 0), an
+    int seed in the int64 range, a typed key or a legacy raw ``uint32[2]`` key."""
+    if k is None:
+        return jax.random.key(0)
+    if is_int(k):
+        if not -2**63 <= int(k) < 2**63:
+            raise InvalidArgumentError(f"`{name}` seed {k} is outside the int64 range.")
+        return jax.random.key(int(k))
+    if not is_bool(k):
+        try:
+            arr = jnp.asarray(k)
+            if arr.dtype == jnp.uint32:
+                k = jax.random.wrap_key_data(arr)  # legacy raw key
+            if jnp.issubdtype(jnp.asarray(k).dtype, jax.dtypes.prng_key):
+                jax.random.fold_in(k, 0)  # one key, not a batch of them
+                return k
+        except (TypeError, ValueError):
+            pass
+    raise InvalidArgumentError(
+        f"`{name}` must be a jax.random key (jax.random.key(seed)) or an int seed; "
+        f"got {k!r:.80}.")

@@ -1,4 +1,4 @@
-r"""Empirical spectral densities (ESDs) of weight matrices (SPEC §1).
+r"""Empirical spectral densities (ESDs) of weight matrices (docs/math.md §1).
 
 A weight matrix is oriented as :math:`N \times M` with :math:`N \ge M` and aspect ratio
 :math:`q = N / M \ge 1`. Its ESD is the set of eigenvalues of the correlation matrix
@@ -19,7 +19,11 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float
 
-from rmtkit import _validate
+from rmtkit.core import validate
+
+#: scale of convolution spectra: pooled slices times ``CONV_NORM``, unpooled ones times
+#: ``rf * CONV_NORM`` (WeightWatcher's ``conv2d_norm``, docs/math.md §1)
+CONV_NORM = 0.5
 
 
 def receptive_field(shape: Sequence[int]) -> int:
@@ -39,7 +43,7 @@ def slices(w: ArrayLike) -> Float[Array, "rf n m"]:
     ``W[:, :, i]``; ``(fan_out, fan_in, kh, kw)`` gives ``kh*kw`` slices ``W[:, :, i, j]`` in
     row-major ``(i, j)`` order. Slices are transposed when ``fan_out < fan_in``.
     """
-    return oriented_slices(_validate.weights(w), jnp)
+    return oriented_slices(validate.weights(w), jnp)
 
 
 def canonical_slices(w, xp=jnp):
@@ -63,7 +67,7 @@ def oriented_slices(w, xp):
 
 def combine_slices(evals, *, ndim: int, n_rows: int, normalize: bool, pool: bool,
                    conv_norm: float, xp=jnp):
-    """SPEC §1 conventions on per-slice spectra ``(rf, M)``: divide by :math:`N` if
+    """docs/math.md §1 conventions on per-slice spectra ``(rf, M)``: divide by :math:`N` if
     ``normalize``; a dense layer (``ndim == 2``) is its one slice; a kernel is pooled (all
     slices, sorted, times ``conv_norm``) or kept per slice (times ``rf * conv_norm``)."""
     if normalize:
@@ -111,11 +115,11 @@ def esd(
     *,
     normalize: bool = False,
     pool: bool = True,
-    conv_norm: float = 0.5,
+    conv_norm: float = CONV_NORM,
     dtype=None,
     method: str = "gram",
 ) -> Float[Array, " m"] | Float[Array, "rf m"]:
-    r"""Eigenvalues of the correlation matrix :math:`W^\top W` of one layer (SPEC §1).
+    r"""Eigenvalues of the correlation matrix :math:`W^\top W` of one layer (docs/math.md §1).
 
     .. math:: \lambda_i = s_i(W)^2, \qquad i = 1 \dots M, \qquad \lambda_1 \le \dots \le \lambda_M
 
@@ -140,12 +144,12 @@ def esd(
         Scale of convolution spectra (above).
     dtype : dtype, optional
         Computation and output dtype. Default: float64 when ``jax_enable_x64`` is on, else
-        float32. SPEC §1 asks agreement with float64 SVD to 1e-5 relative for
+        float32. docs/math.md §1 asks agreement with float64 SVD to 1e-5 relative for
         :math:`\lambda \ge 10^{-6}\lambda_{\max}`, which needs float64; float32 is accurate to
         about :math:`10^{-6}\lambda_{\max}` absolute.
     method : {"gram", "svd"}, default "gram"
         "gram": ``eigvalsh`` of the :math:`M \times M` Gram matrix (fastest; eigenvalues accurate
-        to :math:`\sim\epsilon\lambda_{\max}` absolute, which meets SPEC §1). "svd": squared
+        to :math:`\sim\epsilon\lambda_{\max}` absolute, which meets docs/math.md §1). "svd": squared
         singular values, accurate to :math:`\epsilon s_{\max}` in every singular value: use it
         when the smallest eigenvalues matter (``matrix_rank``/``entropy`` of rank-deficient
         matrices).
@@ -160,8 +164,8 @@ def esd(
     >>> float(rmtkit.esd(jnp.diag(jnp.array([3.0, 4.0]))).max())
     16.0
     """
-    w = _validate.weights(w)
-    _validate.choice(method, "method", METHODS)
+    w = validate.weights(w)
+    validate.choice(method, "method", METHODS)
     dtype = compute_dtype(w.dtype) if dtype is None else jnp.dtype(dtype)
     n_rows, _ = oriented_shape(w.shape)
     evals = METHODS[method](slices(w).astype(dtype))  # (rf, M)
@@ -182,8 +186,8 @@ def bucket_length(n: int, *, min_length: int = MIN_BUCKET) -> int:
     Padding wastes at most a third of the length, and a model with layer sizes up to
     :math:`2^{k}` compiles at most about :math:`2 \\log_2(2^k / 64)` kernels per function.
     """
-    _validate.positive(min_length, "min_length", integer=True)
-    _validate.positive(n, "n", integer=True, allow_zero=True)
+    validate.positive(min_length, "min_length", integer=True)
+    validate.positive(n, "n", integer=True, allow_zero=True)
     length = min_length
     while length < n:
         length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
@@ -195,10 +199,10 @@ def _host_spectrum(s: ArrayLike, i: int) -> np.ndarray:
     try:
         a = np.asarray(s)
     except (TypeError, ValueError) as err:
-        raise _validate.InvalidWeightsError(
+        raise validate.InvalidWeightsError(
             f"`spectra[{i}]` must be an array of real numbers ({err}).") from err
-    if a.dtype.kind not in "biuf" and not _validate.is_real_dtype(a.dtype):
-        raise _validate.InvalidWeightsError(
+    if a.dtype.kind not in "biuf" and not validate.is_real_dtype(a.dtype):
+        raise validate.InvalidWeightsError(
             f"`spectra[{i}]` must hold real numbers, got dtype {a.dtype}.")
     return a.reshape(-1)
 
@@ -217,9 +221,9 @@ def pad_spectra(
     longest = max((a.size for a in arrays), default=0)
     if length is None:
         length = bucket_length(longest)
-    _validate.positive(length, "length", integer=True, allow_zero=True)
+    validate.positive(length, "length", integer=True, allow_zero=True)
     if length < longest:
-        raise _validate.InvalidArgumentError(
+        raise validate.InvalidArgumentError(
             f"`length`={length} is shorter than the longest spectrum ({longest}).")
     dtype = np.result_type(*arrays) if arrays else np.float64
     out = np.full((len(arrays), length), fill, dtype=dtype)
@@ -232,5 +236,5 @@ def pad_spectra(
 
 def masked(spectrum: ArrayLike, mask: Bool[ArrayLike, " n"] | None = None):
     """Validated ``(spectrum, mask)`` pair: the common entry of every masked estimator."""
-    x = _validate.spectrum(spectrum)
-    return x, _validate.mask(mask, like=x)
+    x = validate.spectrum(spectrum)
+    return x, validate.mask(mask, like=x)

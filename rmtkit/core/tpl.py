@@ -1,4 +1,4 @@
-r"""Truncated power law (TPL) fit of the tail of a spectrum, and E_TPL (SPEC §3).
+r"""Truncated power law (TPL) fit of the tail of a spectrum, and E_TPL (docs/math.md §3).
 
 The tail :math:`x \ge x_{\min}` of a spectrum (eigenvalues in any units, typically the raw
 :math:`\lambda = s^2` of `rmtkit.esd`; a matrix is :math:`N \times M`, :math:`N \ge M`,
@@ -26,10 +26,10 @@ from jax.scipy.special import erfc, gammaln
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit import _validate
+from rmtkit.core import validate
+from rmtkit.core.esd import compute_dtype, masked
+from rmtkit.core.powerlaw import peak_range
 from rmtkit.errors import InvalidArgumentError
-from rmtkit.esd import compute_dtype, masked
-from rmtkit.powerlaw import peak_range
 
 #: largest number of downward recurrence steps: s >= -_K_MAX (alpha <= 1 + _K_MAX)
 _K_MAX = 32
@@ -37,7 +37,7 @@ _K_MAX = 32
 _X_CF = 2.0
 #: continued-fraction terms (modified Lentz, fixed count)
 _CF_TERMS = 80
-#: SPEC §2 step 1: eigenvalues <= this are dropped before any tail fit
+#: docs/math.md §2 step 1: eigenvalues <= this are dropped before any tail fit
 _EVAL_FLOOR = 1e-5
 
 _ALPHA_LO, _ALPHA_HI = -4.0, 1.0 + _K_MAX - 1.0
@@ -141,8 +141,8 @@ def log_upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Flo
     \tfrac12]` from :math:`\Gamma(a, x) = \frac{\Gamma(1+a) - 1}{a} - \frac{x^a - 1}{a} -
     x^a\sum_{n \ge 1}\frac{(-x)^n}{n!\,(a+n)}` (no cancellation as :math:`a \to 0`, so
     integer :math:`s` are exact: :math:`\Gamma(0, x) = E_1(x)`), then the recurrence
-    :math:`\Gamma(s, x) = (\Gamma(s+1, x) - x^s e^{-x})/s` (SPEC §3) down to :math:`s`, run on
-    the scaled :math:`g(s) = \Gamma(s, x)\,x^{-s} e^{x}`, for which it reads
+    :math:`\Gamma(s, x) = (\Gamma(s+1, x) - x^s e^{-x})/s` (docs/math.md §3) down to :math:`s`,
+    run on the scaled :math:`g(s) = \Gamma(s, x)\,x^{-s} e^{x}`, for which it reads
     :math:`g(s-1) = (x\,g(s) - 1)/(s-1)` and cannot overflow (never dividing by less than ½).
     The recurrence loses accuracy for large :math:`x`, so for :math:`x > 2` the Legendre
     continued fraction (80 terms, modified Lentz) is used instead. Computed in float64 when
@@ -349,7 +349,7 @@ class TPLFit(NamedTuple):
 
 
 def _peak_window(t: _Tail, xmin_max):
-    """SPEC §2 "peak": [0.95 p, xmin_max (default 1.5 p)], p = left edge of the modal bin of
+    """docs/math.md §2 "peak": [0.95 p, xmin_max (default 1.5 p)], p = left edge of the modal bin of
     a 100-bin histogram of log10 of the kept eigenvalues."""
     return peak_range(t.x, t.kept, xmin_max)
 
@@ -363,10 +363,10 @@ def fit_tpl(
     xmin_max: float | None = None,
     min_tail: int = 10,
 ) -> TPLFit:
-    r"""Fit a truncated power law to the upper tail of a spectrum (SPEC §3).
+    r"""Fit a truncated power law to the upper tail of a spectrum (docs/math.md §3).
 
     At every :math:`x_{\min}` candidate (each kept eigenvalue with at least ``min_tail``
-    values above it, values :math:`\le 10^{-5}` dropped as in SPEC §2) the MLE in
+    values above it, values :math:`\le 10^{-5}` dropped as in docs/math.md §2) the MLE in
     :math:`(\alpha, \Lambda)` maximises, with :math:`y = x/x_{\min}`, :math:`L = \Lambda x_{\min}`,
 
     .. math:: \ell/n = -\alpha\,\overline{\ln y} - L\,\bar y - (\alpha - 1)\ln L
@@ -382,7 +382,7 @@ def fit_tpl(
               \Lambda x_{\min})} - \frac{j - i}{n}\Big|
 
     (left-continuous empirical CDF, ties to the smallest :math:`x_{\min}`). E_TPL is
-    ``xmin_method="peak"``: candidates restricted to :math:`[0.95p, x_{\max}]` (SPEC §2).
+    ``xmin_method="peak"``: candidates restricted to :math:`[0.95p, x_{\max}]` (docs/math.md §2).
     A likelihood-ratio test against the power law at the same :math:`x_{\min}` (nested models:
     :math:`p = 1 - \chi^2_1(2|R|)`) is reported as ``R``, ``p_value``.
 
@@ -418,8 +418,8 @@ def fit_tpl(
     >>> bool(abs(fit.Lambda - 1.0) < 3 * fit.sigma_Lambda)
     True
     """
-    _validate.choice(xmin_method, "xmin_method", ("search", "peak"))
-    _validate.positive(min_tail, "min_tail", integer=True)
+    validate.choice(xmin_method, "xmin_method", ("search", "peak"))
+    validate.positive(min_tail, "min_tail", integer=True)
     if min_tail < 2:
         raise InvalidArgumentError(f"`min_tail` must be >= 2; got {min_tail!r}.")
     x, valid = masked(evals, mask)

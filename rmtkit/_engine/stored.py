@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rmtkit._exec import enable_compilation_cache
+from rmtkit._engine.executor import enable_compilation_cache
 
 __all__ = ["EXECUTABLES", "stored_kernel"]
 
@@ -72,7 +72,7 @@ def _fingerprint() -> str:
     for part in (jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
                  device.client.platform_version, platform.machine(), _cpu_model()):
         digest.update(str(part).encode() + b"\0")
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]  # the whole rmtkit package
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -241,7 +241,8 @@ def stored_kernel(fn: Callable, name: str, *args) -> Callable:
     and named after the fingerprint: files of other fingerprints unused for a week are removed
     when a kernel is stored (:func:`_prune`). Like JAX's own cache the files are trusted code:
     they live in the user's cache folder.
-    Without a compile cache (:data:`rmtkit._exec.CACHE_ENV` = ``0``) this is the jitted ``fn``.
+    Without a compile cache (:data:`rmtkit._engine.executor.CACHE_ENV` = ``0``) this is the
+    jitted ``fn``.
     """
     import hashlib
 

@@ -1,4 +1,5 @@
-r"""Fine-tuning deltas as weight collections (SPEC §8): ``base=`` differences and LoRA adapters.
+r"""Fine-tuning deltas as weight collections (docs/math.md §8): ``base=`` differences and LoRA
+adapters.
 
 * :func:`delta_collection`: :math:`\Delta W = W - W_{\rm base}` per layer, layers matched by
   their exact node path (the model's module path). A layer without a partner in the base, or
@@ -13,7 +14,7 @@ r"""Fine-tuning deltas as weight collections (SPEC §8): ``base=`` differences a
             \quad (\texttt{use\_rslora}: s = \texttt{lora\_alpha}/\sqrt r),
 
   with ``r`` read from the shape of ``lora_A`` and ``alpha_pattern`` overrides honoured
-  (WeightWatcher ignores :math:`\alpha/r`: SPEC §9). Embedding adapters
+  (WeightWatcher ignores :math:`\alpha/r`: docs/math.md §9). Embedding adapters
   (``lora_embedding_A`` :math:`r \times` vocab, ``lora_embedding_B`` dim :math:`\times r`) give
   :math:`\Delta W = s\,(BA)^\top` in ``(vocab, dim)`` layout; convolution adapters
   (``lora_A`` a ``(r, in, kh, kw)`` kernel, ``lora_B`` ``(out, r, 1, 1)``) give the composed
@@ -27,43 +28,34 @@ All new ``W`` are lazy: nothing is read until a layer is analysed.
 import json
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from rmtkit.collection import LazyArray, build_tree, iter_layers, sanitize_path, weight_node
-from rmtkit.errors import CorruptModelError, InvalidArgumentError, UnsupportedModelError
+from rmtkit.collection.load import load
+from rmtkit.collection.tree import (
+    LazyArray,
+    build_tree,
+    iter_layers,
+    lazy_map,
+    node_like,
+    sanitize_path,
+    weight_node,
+)
+from rmtkit.errors import (
+    CorruptModelError,
+    InvalidArgumentError,
+    RowWarning,
+    UnsupportedModelError,
+)
 
 __all__ = ["delta_collection", "is_lora_adapter", "lora_collection", "LORA_MODES"]
 
 LORA_MODES = ("delta", "merged")
 #: node attribute that makes the analysis skip a layer and report this warning
 SKIP_ATTR = "rmtkit_warning"
-_REQUIRED = ("kind", "layer_id", "source", "framework", "op", "dtype")
-
-
-def node_like(w: xr.DataArray, data: Any, *, layer_id: int | None = None,
-              **attrs: Any) -> xr.Dataset:
-    """A layer node with the attrs of ``w`` (a DataArray from ``iter_layers``) and new data.
-
-    ``data`` is an array or a :class:`LazyArray` in the canonical layout of ``w``'s kind.
-    """
-    old = dict(w.attrs)
-    extra = {k: v for k, v in old.items() if k not in _REQUIRED and k != "groups"}
-    extra.update(attrs)
-    return weight_node(
-        data, kind=old["kind"], source=old["source"], framework=old["framework"], op=old["op"],
-        layer_id=int(old["layer_id"] if layer_id is None else layer_id), dtype=old["dtype"],
-        groups=old.get("groups"), attrs=extra,
-    )
-
-
-def lazy_map(w: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray]) -> LazyArray:
-    """A :class:`LazyArray` of ``fn(w.values)`` with ``w``'s shape and dtype (read on demand)."""
-    return LazyArray(lambda: fn(np.asarray(w.values)), w.shape, w.dtype)
 
 
 def _same(w: xr.DataArray) -> LazyArray:
@@ -78,10 +70,11 @@ def delta_collection(tree: xr.DataTree, base: xr.DataTree) -> xr.DataTree:
     for path, w in iter_layers(tree):
         wb = base_layers.get(path)
         if wb is None:
-            nodes.append((path, node_like(w, _same(w), **{SKIP_ATTR: "no-base-layer"})))
+            skip = {SKIP_ATTR: RowWarning.NO_BASE_LAYER.value}
+            nodes.append((path, node_like(w, _same(w), **skip)))
         elif wb.shape != w.shape:
             nodes.append((path, node_like(w, _same(w),
-                                          **{SKIP_ATTR: "base-shape-mismatch"})))
+                                          **{SKIP_ATTR: RowWarning.BASE_SHAPE_MISMATCH.value})))
         else:
             data = LazyArray(
                 lambda w=w, wb=wb: np.asarray(w.values, np.float64) - np.asarray(wb.values,
@@ -147,7 +140,7 @@ def _delta_fn(a: xr.DataArray, b: xr.DataArray, which: str, scale: float, where:
                                     f"lora_embedding_B {b_shape} do not compose")
         shape, kind = (a_shape[1], b_shape[0]), "embedding"
 
-        def load():
+        def delta():
             return scale * (np.asarray(b.values, np.float64) @ np.asarray(a.values, np.float64)).T
     elif len(a_shape) == 2:  # A (r, in), B (out, r) -> (out, in)
         if len(b_shape) != 2 or a_shape[0] != b_shape[1]:
@@ -155,7 +148,7 @@ def _delta_fn(a: xr.DataArray, b: xr.DataArray, which: str, scale: float, where:
                                     "compose")
         shape, kind = (b_shape[0], a_shape[1]), "dense"
 
-        def load():
+        def delta():
             return scale * (np.asarray(b.values, np.float64) @ np.asarray(a.values, np.float64))
     else:  # conv: A (r, in, *k), B (out, r, 1...) -> (out, in, *k)
         if len(b_shape) != len(a_shape) or b_shape[1] != a_shape[0] or any(
@@ -165,11 +158,11 @@ def _delta_fn(a: xr.DataArray, b: xr.DataArray, which: str, scale: float, where:
         shape = (b_shape[0],) + a_shape[1:]
         kind = "conv1d" if len(a_shape) == 3 else "conv2d"
 
-        def load():
+        def delta():
             bm = np.asarray(b.values, np.float64).reshape(b_shape[:2])
             am = np.asarray(a.values, np.float64)
             return scale * np.tensordot(bm, am, axes=(1, 0))
-    return load, shape, kind
+    return delta, shape, kind
 
 
 def _read_adapter(folder: Path):
@@ -194,8 +187,6 @@ def _read_adapter(folder: Path):
     if weights is None:
         raise CorruptModelError(
             f"{where}: adapter folder without adapter_model.safetensors or adapter_model.bin")
-    from rmtkit._load import load
-
     tensors: dict[str, dict[str, xr.DataArray]] = {}
     for _, w in iter_layers(load(weights)):
         key = _split_key(str(w.attrs.get("source", "")))
@@ -249,14 +240,12 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
     deltas = {}
     for module, (a, b, which) in modules.items():
         r = int(a.shape[0])
-        load, shape, kind = _delta_fn(a, b, which, _scale(config, module, r), f"{where}:{module}")
-        deltas[module] = (load, shape, kind, r)
+        delta, shape, kind = _delta_fn(a, b, which, _scale(config, module, r), f"{where}:{module}")
+        deltas[module] = (delta, shape, kind, r)
 
     base_tree = None
     if base is not None:
-        from rmtkit._load import load as load_model
-
-        base_tree = base if isinstance(base, xr.DataTree) else load_model(base)
+        base_tree = base if isinstance(base, xr.DataTree) else load(base)
     base_by_module: dict[str, tuple[str, xr.DataArray]] = {}
     if base_tree is not None:
         for path, w in iter_layers(base_tree):
@@ -269,7 +258,7 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
 
     nodes = []
     if mode == "delta":
-        for i, (module, (load, shape, kind, r)) in enumerate(sorted(deltas.items())):
+        for i, (module, (delta, shape, kind, r)) in enumerate(sorted(deltas.items())):
             matched = base_by_module.get(module)
             path, layer_id = sanitize_path(module), i
             if matched is not None:
@@ -280,7 +269,7 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
                         f"{where}: LoRA delta of {module!r} has shape {shape}, the base layer "
                         f"{path!r} has {tuple(wb.shape)}")
             node = weight_node(
-                LazyArray(load, shape, np.float64), kind=kind, source=f"{module}.weight",
+                LazyArray(delta, shape, np.float64), kind=kind, source=f"{module}.weight",
                 framework="peft", op="LoRA", layer_id=layer_id, dtype="float64",
                 attrs={"lora_rank": r, "lora_scale": _scale(config, module, r),
                        "adapter": where},
@@ -296,13 +285,13 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
         if module is None:
             nodes.append((path, node_like(wb, _same(wb))))
             continue
-        load, shape, _, r = deltas[module]
+        delta, shape, _, r = deltas[module]
         if tuple(wb.shape) != shape:
             raise CorruptModelError(
                 f"{where}: LoRA delta of {module!r} has shape {shape}, the base layer {path!r} "
                 f"has {tuple(wb.shape)}")
         matched_modules.add(module)
-        data = LazyArray(lambda wb=wb, load=load: (np.asarray(wb.values, np.float64) + load()
+        data = LazyArray(lambda wb=wb, delta=delta: (np.asarray(wb.values, np.float64) + delta()
                                                    ).astype(wb.dtype), shape, wb.dtype)
         nodes.append((path, node_like(wb, data, lora_rank=r,
                                       lora_scale=_scale(config, module, r), adapter=where)))

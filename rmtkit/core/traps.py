@@ -1,4 +1,4 @@
-r"""Randomization of weights, randomized-spectrum distances and correlation traps (SPEC §6).
+r"""Randomization of weights, randomized-spectrum distances and correlation traps (docs/math.md §6).
 
 A weight matrix is :math:`N \times M` with :math:`N \ge M`, :math:`q = N / M` (``Q``).
 Randomizing a layer permutes its entries uniformly at random (within each convolution slice
@@ -17,9 +17,8 @@ from jax import Array
 from jax.typing import ArrayLike
 from jaxtyping import Bool, Float, Int
 
-from rmtkit import _validate
-from rmtkit.errors import InvalidWeightsError
-from rmtkit.esd import (
+from rmtkit.core import validate
+from rmtkit.core.esd import (
     canonical_slices,
     compute_dtype,
     from_canonical_slices,
@@ -27,22 +26,13 @@ from rmtkit.esd import (
     oriented_shape,
     receptive_field,
 )
-from rmtkit.mp import mp_fit
+from rmtkit.core.mp import MARGINS, mp_fit
+from rmtkit.errors import InvalidWeightsError
 
 
 def _permutations(key: Array, rf: int, size: int) -> Int[Array, "rf size"]:
     keys = jax.random.split(key, rf)
     return jax.vmap(lambda k: jax.random.permutation(k, size))(keys)
-
-
-def _check_key(key) -> Array:
-    key = jnp.asarray(key)
-    if not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (
-            key.dtype == jnp.uint32 and key.shape == (2,))):
-        raise InvalidWeightsError(
-            f"`key` must be a jax.random key (jax.random.key(seed)), got dtype {key.dtype} "
-            f"and shape {key.shape}.")
-    return key
 
 
 def randomize(
@@ -52,7 +42,7 @@ def randomize(
 
     Dense ``(fan_out, fan_in)``: one permutation of all :math:`NM` entries. Conv kernels
     ``(fan_out, fan_in, k)`` / ``(fan_out, fan_in, kh, kw)``: an independent permutation
-    within each slice ``W[:, :, i(, j)]`` (SPEC §6). The multiset of entries of every slice,
+    within each slice ``W[:, :, i(, j)]`` (docs/math.md §6). The multiset of entries of every slice,
     hence the Frobenius norm, is preserved; the same key gives the same result.
 
     Parameters
@@ -73,7 +63,7 @@ def randomize(
     >>> sorted(rmtkit.randomize(W, jax.random.key(0)).ravel().tolist())
     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     """
-    return _randomize(_validate.weights(w), _check_key(key))
+    return _randomize(validate.weights(w), validate.key(key))
 
 
 @jax.jit
@@ -106,7 +96,7 @@ def rand_distance(
     method: str = "ww",
     bins: int = 100,
 ) -> Float[Array, ""]:
-    r"""Jensen–Shannon distance between a spectrum and its randomized spectrum (SPEC §6).
+    r"""Jensen–Shannon distance between a spectrum and its randomized spectrum (docs/math.md §6).
 
     ``method="ww"`` (default, WeightWatcher-compatible): both spectra sorted and normalised
     to sum 1, compared rank by rank (no histogram):
@@ -146,13 +136,13 @@ def rand_distance(
     0.0
     """
     x, valid = masked(evals, mask)
-    r = _validate.spectrum(rand_evals, "rand_evals")
+    r = validate.spectrum(rand_evals, "rand_evals")
     if r.shape != x.shape:
         raise InvalidWeightsError(
             f"`rand_evals` must have the shape of `evals` {x.shape}, got {r.shape}; "
             "randomize the same layer (one replica) to get matching spectra.")
-    _validate.choice(method, "method", ("ww", "hist"))
-    _validate.positive(bins, "bins", integer=True)
+    validate.choice(method, "method", ("ww", "hist"))
+    validate.positive(bins, "bins", integer=True)
     return _rand_distance(x, r, valid, method, bins)
 
 
@@ -191,7 +181,7 @@ def _rand_distance(x, r, valid, method, bins):
 
 
 class TrapStats(NamedTuple):
-    """Result of `correlation_traps` (SPEC §6). Array fields, stackable under ``jax.vmap``.
+    """Result of `correlation_traps` (docs/math.md §6). Array fields, stackable under ``jax.vmap``.
 
     ``trap_index`` has shape ``(max_traps, w.ndim)``: row ``k`` is the index into ``W`` of the
     entry that contributes most to the ``k``-th largest randomized eigenvalue, for
@@ -221,7 +211,7 @@ def correlation_traps(
     conv_norm: float = 0.5,
     dtype=None,
 ) -> TrapStats:
-    r"""Randomized-spectrum metrics and correlation traps of one layer (SPEC §6).
+    r"""Randomized-spectrum metrics and correlation traps of one layer (docs/math.md §6).
 
     ``W`` is randomized (`randomize`, per convolution slice) and both spectra are computed in
     the units of `rmtkit.esd` (raw; pooled conv spectra times ``conv_norm``). Then
@@ -271,17 +261,17 @@ def correlation_traps(
     >>> int(stats.num_traps), stats.trap_index[0].tolist()
     (1, [7, 11])
     """
-    w = _validate.weights(w)
-    key = _check_key(key)
-    _validate.choice(margin, "margin", ("ww", "tw95"))
-    _validate.positive(max_traps, "max_traps", integer=True)
+    w = validate.weights(w)
+    key = validate.key(key)
+    validate.choice(margin, "margin", MARGINS)
+    validate.positive(max_traps, "max_traps", integer=True)
     dtype = compute_dtype(w.dtype) if dtype is None else jnp.dtype(dtype)
     n_rows, n_cols = oriented_shape(w.shape)
     rf = receptive_field(w.shape)
     k = min(w.shape[0], w.shape[1])
     if replicas is None:
         replicas = 5 if rf * k < 100 else 1
-    _validate.positive(replicas, "replicas", integer=True)
+    validate.positive(replicas, "replicas", integer=True)
     scale = (1.0 / n_rows if normalize else 1.0) * (conv_norm if rf > 1 else 1.0)
     return _traps(w, key, replicas, margin, max_traps, float(scale), dtype)
 

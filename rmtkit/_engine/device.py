@@ -4,7 +4,7 @@ When JAX sees a GPU (or ``$RMTKIT_DEVICE_SPECTRA=1``), :func:`rmtkit.analyze` co
 layer's eigenvalues on the device: the ``rf`` oriented slices of a layer go up as one array,
 their Gram matrices :math:`A^\top A` (float32, ``Precision.HIGHEST``: no TF32) and ``eigvalsh``
 run as one batched, jitted call (one compile per slice shape), and the fits then run on the
-device too, batched by bucket (:mod:`rmtkit.analysis`).
+device too, batched by bucket (:mod:`rmtkit._engine.kernels`).
 
 Float64 where the numerics need it. A float32 Gram eigensolve has absolute error
 :math:`\sim M\epsilon_{32}\lambda_{\max}` (:math:`\epsilon_{32} = 1.2\times10^{-7}`): the tail
@@ -13,8 +13,8 @@ stable rank are resolved; the eigenvalues near zero, which decide ``matrix_rank`
 ``rank_loss`` and ``weak_rank_loss``, are not when the slice is (nearly) rank-deficient. So a
 slice whose smallest float32 eigenvalue is below :data:`RESOLVE` :math:`\cdot M\epsilon_{32}
 \lambda_{\max}` is recomputed in float64 on the device, and by the host's SVD where even that
-does not resolve it (:func:`rmtkit._host.gram_resolved`, the host's own test). Well-conditioned
-slices (e.g. rectangular layers, :math:`Q \gtrsim 2`) stay float32 throughout.
+does not resolve it (:func:`rmtkit._engine.host.gram_resolved`, the host's own test).
+Well-conditioned slices (e.g. rectangular layers, :math:`Q \gtrsim 2`) stay float32 throughout.
 
 Agreement with the float64 host route is tested on the CPU backend (the route can be forced):
 alpha, ``lambda_max``, norms to float32 precision; the rank metrics exactly.
@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rmtkit.esd import combine_slices, oriented_slices
+from rmtkit._engine.host import gram_resolved, svd_evals
+from rmtkit.core.esd import CONV_NORM, combine_slices, oriented_slices
 
 __all__ = ["RESOLVE", "device_esd"]
 
@@ -50,14 +51,12 @@ def _unresolved(evals: np.ndarray, eps: float) -> np.ndarray:
 
 
 def device_esd(w: np.ndarray, *, normalize: bool = False, pool: bool = True,
-               conv_norm: float = 0.5) -> np.ndarray:
+               conv_norm: float = CONV_NORM) -> np.ndarray:
     """Eigenvalues of one layer, computed on the default JAX device (float32 first).
 
-    Same conventions and shapes as :func:`rmtkit._host.host_esd` (returned as float64
+    Same conventions and shapes as :func:`rmtkit._engine.host.host_esd` (returned as float64
     numpy); see the module docstring for the precision policy.
     """
-    from rmtkit._host import gram_resolved, svd_evals
-
     w = np.asarray(w)
     stack = np.ascontiguousarray(oriented_slices(w, np))  # (rf, N, M)
     _, n_rows, _ = stack.shape

@@ -1,0 +1,81 @@
+"""Fitting rows bucket by bucket while the layers are still being read.
+
+Rows (:class:`rmtkit._engine.rows.Row`) with a spectrum are grouped by bucket length
+(:func:`rmtkit.bucket_length` from :data:`rmtkit._engine.kernels.FIT_BUCKET_MIN` up); a
+bucket's chunk of :func:`rmtkit._engine.kernels.batch_size` rows is fitted
+(:func:`rmtkit._engine.kernels.run_kernels`) as soon as it is full, so the kernels run while the
+worker threads compute the next spectra. Rows arrive in layer order, so each chunk holds the
+same rows as if they were all collected first: the results do not depend on the timing.
+"""
+
+import jax
+import numpy as np
+
+from rmtkit._engine.kernels import (
+    FIT_BUCKET_MIN,
+    RAND_VARS,
+    KernelOptions,
+    batch_size,
+    run_kernels,
+)
+from rmtkit._engine.rows import Row
+from rmtkit.core.esd import bucket_length, pad_spectra
+
+__all__ = ["Fitter"]
+
+
+def _rand_inputs(chunk: list[Row], length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded randomized spectra and ``max_rand_eval`` of a chunk (rows without: NaN)."""
+    rand = np.ones((size, length))
+    top = np.full(size, np.nan)
+    for i, r in enumerate(chunk):
+        if r.rand_evals is not None:
+            rand[i, :r.rand_evals.size] = r.rand_evals
+            top[i] = r.values["max_rand_eval"]
+    return rand, top
+
+
+def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions) -> None:
+    """Run the kernels on one chunk of rows of a bucket (padded to ``size`` rows of
+    ``length``); fill ``row.values``."""
+    evals, mask = pad_spectra([r.evals for r in chunk], length=length)
+    pad = size - len(chunk)
+    evals = np.concatenate([evals, np.ones((pad, length))]).astype(np.float64)
+    mask = np.concatenate([mask, np.zeros((pad, length), bool)])
+    n_rows = np.array([r.N for r in chunk] + [1] * pad, np.float64)
+    q = np.array([r.N / r.M for r in chunk] + [1.0] * pad, np.float64)
+    m_slice = np.array([r.M for r in chunk] + [1] * pad, np.float64)
+    rand = None
+    if any(r.rand_evals is not None for r in chunk):
+        rand = _rand_inputs(chunk, length, size)
+    with jax.enable_x64(True):
+        out = run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
+    for i, r in enumerate(chunk):
+        r.values.update({k: float(v[i]) for k, v in out.items()
+                         if r.rand_evals is not None or k not in RAND_VARS})
+
+
+class Fitter:
+    """Fits rows in bucket chunks as they arrive (module docstring); :meth:`finish` fits the
+    partial chunks."""
+
+    def __init__(self, opts: KernelOptions):
+        self.opts = opts
+        self.waiting: dict[int, list[Row]] = {}
+
+    def add(self, rows: list[Row]) -> None:
+        """Queue rows (each with a spectrum to fit); fit any bucket chunk now full."""
+        for r in rows:
+            length = bucket_length(r.evals.size, min_length=FIT_BUCKET_MIN)
+            group = self.waiting.setdefault(length, [])
+            group.append(r)
+            if len(group) == batch_size(length):
+                _fit_chunk(group, length, batch_size(length), self.opts)
+                self.waiting[length] = []
+
+    def finish(self) -> None:
+        """Fit the partial chunks."""
+        for length, group in sorted(self.waiting.items()):
+            if group:
+                _fit_chunk(group, length, batch_size(length), self.opts)
+        self.waiting.clear()

@@ -1,0 +1,207 @@
+r"""The bucket kernels: every row of a bucket fitted by one compiled, vmapped call.
+
+Spectra of different lengths are padded to a few bucket lengths
+(:func:`rmtkit.bucket_length` from :data:`FIT_BUCKET_MIN` up, :func:`rmtkit.pad_spectra`) and
+fitted :func:`batch_size` rows at a time by **one** jitted ``jax.vmap`` per kernel, option set,
+bucket length and batch size, in float64: the power-law fit (:func:`rmtkit.fit_pl`, or
+:func:`rmtkit.fit_tpl`) with :func:`rmtkit.spectral_metrics`, and, as asked, the
+Marchenko-Pastur fit (:func:`rmtkit.mp_fit`), detX (:func:`rmtkit.detx`) and the statistics of
+the randomized spectra. So a 200-layer model compiles a handful of kernels, and the compiled
+executables are kept on disk between processes (:mod:`rmtkit._engine.stored`).
+
+Each kernel returns float64 arrays by variable name; the names, by group, are this module's
+``*_VARS`` constants (the columns of :func:`rmtkit.analyze`). Count sentinels: a failed MP fit,
+detX or trap count gives -1 (the labeled layer turns it into NaN).
+"""
+
+import functools
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rmtkit._engine.stored import stored_kernel
+from rmtkit.core.metrics import spectral_metrics
+from rmtkit.core.mp import mp_fit
+from rmtkit.core.powerlaw import fit_pl
+from rmtkit.core.svd import detx
+from rmtkit.core.tpl import fit_tpl
+from rmtkit.core.traps import rand_distance
+
+__all__ = [
+    "ALPHA_METRIC_VARS",
+    "DETX_VARS",
+    "FINGER_VARS",
+    "FIT_BUCKET_MIN",
+    "FIT_VARS",
+    "MP_VARS",
+    "METRIC_VARS",
+    "RAND_VARS",
+    "TPL_VARS",
+    "KernelOptions",
+    "batch_size",
+    "run_kernels",
+]
+
+#: smallest bucket length of the model-level fits: compiling a kernel costs seconds, fitting a
+#: padded 256-value spectrum microseconds, so small spectra share the 256 bucket (the public
+#: :func:`rmtkit.bucket_length` starts at its own, smaller default)
+FIT_BUCKET_MIN = 256
+
+#: the power-law (or TPL) fit
+FIT_VARS = ("alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes")
+#: :func:`rmtkit.spectral_metrics` of the row (``spectral_norm`` = ``lambda_max``)
+METRIC_VARS = ("num_evals", "alpha_weighted", "log_alpha_norm", "lambda_max", "spectral_norm",
+               "norm", "log_norm", "log_spectral_norm", "stable_rank", "entropy", "matrix_rank",
+               "rank_loss", "weak_rank_loss")
+#: the metrics of :data:`METRIC_VARS` that depend on alpha
+ALPHA_METRIC_VARS = ("alpha_weighted", "log_alpha_norm")
+#: ``fix_fingers="clip_xmax"``
+FINGER_VARS = ("raw_alpha", "num_fingers")
+#: ``fit="TPL"`` / ``"E_TPL"``
+TPL_VARS = ("Lambda",)
+#: ``randomize=True``
+RAND_VARS = ("rand_distance", "max_rand_eval", "ww_softrank", "ww_maxdist", "num_traps",
+             "rand_sigma_mp", "rand_mp_softrank", "rand_bulk_max")
+#: ``mp_fit=True``
+MP_VARS = ("sigma_mp", "bulk_min", "bulk_max", "num_spikes", "mp_softrank", "W_scale")
+#: ``detx=True``
+DETX_VARS = ("detX_num", "detX_val")
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """Static options of the bucket kernels (hashable: the jit cache key)."""
+
+    fit: str = "PL"
+    xmin_method: str = "search"
+    xmin_max: float | None = None
+    xmax: Any = None
+    fix_fingers: str | None = None
+    mp_fit: bool = False
+    detx: bool = False
+
+    def fit_only(self) -> "KernelOptions":
+        """The options the fit kernel depends on (its cache key): switching ``mp_fit`` or
+        ``detx`` on reuses the compiled fit."""
+        return replace(self, mp_fit=False, detx=False)
+
+    def variables(self, randomize: bool) -> list[str]:
+        """The names of the values the kernels give a row, in table order."""
+        names = list(FIT_VARS) + list(METRIC_VARS)
+        if self.fix_fingers is not None:
+            names += FINGER_VARS
+        if self.fit != "PL":
+            names += TPL_VARS
+        if randomize:
+            names += RAND_VARS
+        if self.mp_fit:
+            names += MP_VARS
+        if self.detx:
+            names += DETX_VARS
+        return names
+
+
+def batch_size(length: int) -> int:
+    """Fixed rows per kernel call for a bucket length (bounded memory, one compile per length)."""
+    if length <= 512:
+        return 16
+    if length <= 2048:
+        return 8
+    if length <= 8192:
+        return 2
+    return 1
+
+
+def _as_f64(values: dict) -> dict:
+    return {k: jnp.asarray(v).astype(jnp.float64) for k, v in values.items()}
+
+
+def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
+    """The fit and the docs/math.md §4 metrics of one row (traced under vmap)."""
+    out = {}
+    if opts.fit == "PL":
+        f = fit_pl(evals, mask, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max,
+                   xmax=opts.xmax, fix_fingers=opts.fix_fingers)
+        alpha = f.alpha
+        out.update(alpha=f.alpha, xmin=f.xmin, xmax=f.xmax, D=f.D, sigma=f.sigma,
+                   num_pl_spikes=f.num_pl_spikes)
+        if opts.fix_fingers is not None:
+            out.update(raw_alpha=f.raw_alpha, num_fingers=f.num_fingers)
+    else:
+        method = "search" if opts.fit == "TPL" else "peak"
+        t = fit_tpl(evals, mask, xmin_method=method, xmin_max=opts.xmin_max)
+        alpha = t.alpha
+        top = jnp.max(jnp.where(mask, evals, -jnp.inf))
+        out.update(alpha=t.alpha, Lambda=t.Lambda, xmin=t.xmin,
+                   xmax=jnp.where(t.ok, top, jnp.nan), D=t.D, sigma=t.sigma,
+                   num_pl_spikes=t.n_tail)
+    m = spectral_metrics(evals, mask, alpha=alpha, n_rows=n_rows)
+    for name in METRIC_VARS:
+        out[name] = m.lambda_max if name == "spectral_norm" else getattr(m, name)
+    return _as_f64(out)
+
+
+def _mp_row(evals, mask, q, m_slice) -> dict:
+    """Marchenko-Pastur fit of one row, with the slice's Q and M (docs/math.md §5)."""
+    mp = mp_fit(evals, mask, Q=q, M=m_slice)
+    return _as_f64(dict(sigma_mp=mp.sigma, bulk_min=mp.bulk_min, bulk_max=mp.bulk_max,
+                        num_spikes=jnp.where(mp.ok, mp.num_spikes, -1),
+                        mp_softrank=mp.mp_softrank, W_scale=mp.W_scale))
+
+
+def _detx_row(evals, mask) -> dict:
+    """detX tail of one row (docs/math.md §8)."""
+    d = detx(evals, mask)
+    return _as_f64({"detX_num": jnp.where(d.ok, d.detX_num, -1), "detX_val": d.detX_val})
+
+
+def _rand_row(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
+    r"""Randomization statistics of one row (docs/math.md §6, as
+    :func:`rmtkit.correlation_traps`): the MP fit of the randomized spectrum (``num_traps`` = its
+    spikes), ``rand_distance``, ``ww_softrank`` = max_rand_eval / :math:`\lambda_{\max}`,
+    ``ww_maxdist``."""
+    fit = mp_fit(rand_evals, mask, Q=q, M=m_slice, margin="ww")
+    lam_max = jnp.max(jnp.where(mask, evals, -jnp.inf))
+    ok = fit.ok & jnp.isfinite(lam_max) & (lam_max > 0)
+    safe_max = jnp.where(ok, lam_max, 1.0)
+    out = dict(rand_distance=rand_distance(evals, rand_evals, mask),
+               max_rand_eval=max_rand_eval, ww_softrank=max_rand_eval / safe_max,
+               ww_maxdist=lam_max - max_rand_eval,
+               num_traps=jnp.where(fit.ok, fit.num_spikes, -1), rand_sigma_mp=fit.sigma,
+               rand_mp_softrank=fit.mp_softrank, rand_bulk_max=fit.bulk_max)
+    nan = jnp.asarray(jnp.nan, jnp.float64)
+    return {k: jnp.where(ok | (k == "rand_distance"), v, nan) for k, v in _as_f64(out).items()}
+
+
+_ROW_FUNCTIONS = {"mp": _mp_row, "detx": _detx_row, "rand": _rand_row}
+
+
+@functools.cache
+def _kernel_fn(what: str, opts: KernelOptions | None = None):
+    """The vmapped per-bucket kernel (not jitted), one per option set: ``"fit"`` (fit +
+    metrics, keyed by the fit options), ``"mp"``, ``"detx"``, ``"rand"``."""
+    if what == "fit":
+        return jax.vmap(functools.partial(_fit_row, opts=opts))
+    return jax.vmap(_ROW_FUNCTIONS[what])
+
+
+def _call_kernel(what: str, opts: KernelOptions | None, *args):
+    """Run the bucket kernel :func:`_kernel_fn` through its stored executable
+    (:func:`rmtkit._engine.stored.stored_kernel`: a fresh process loads it instead of tracing,
+    lowering and compiling it). Same computation, same results as ``jax.jit`` of it."""
+    return stored_kernel(_kernel_fn(what, opts), f"{what}|{opts!r}", *args)(*args)
+
+
+def run_kernels(opts: KernelOptions, evals, mask, n_rows, q, m_slice, rand=None) -> dict:
+    """The kernels of one padded chunk (fit + metrics, and MP / detX / randomization as
+    asked), as host arrays by variable name. ``rand`` is ``(rand_evals, max_rand_eval)``."""
+    out = dict(_call_kernel("fit", opts.fit_only(), evals, mask, n_rows))
+    if opts.mp_fit:
+        out.update(_call_kernel("mp", None, evals, mask, q, m_slice))
+    if opts.detx:
+        out.update(_call_kernel("detx", None, evals, mask))
+    if rand is not None:
+        out.update(_call_kernel("rand", None, evals, mask, rand[0], rand[1], q, m_slice))
+    return jax.device_get(out)
