@@ -287,9 +287,9 @@ def plot_layers(
     one per kernel slice (``pool=False``, files get ``_slice<k>``). With ``details`` the layers
     (and slices) are its fitted rows (``warning`` "", "over-trained", "under-trained" or
     "fit-failed"; rows with too few eigenvalues or bad weights are skipped) and their fits are
-    its values (alpha, xmin, D, tail size, max_rand_eval), so the plots show what the table says; a row whose ``lambda_max`` does not
-    match the spectrum computed here (another normalisation) is refitted with
-    :func:`rmtkit.fit_pl`.
+    its values (alpha, xmin, D, tail size, max_rand_eval), so the plots show what the table
+    says; a row whose ``lambda_max`` does not match the spectrum computed here (another
+    normalisation) is refitted with :func:`rmtkit.fit_pl`.
 
     Parameters
     ----------
