@@ -35,8 +35,9 @@ def from_object(obj: Any, **kw: Any):
     adapter of an imported framework knows it."""
     roots = _roots(obj)
     for name in _OBJECT_ADAPTERS:
-        if name in sys.modules and (name in roots or (name == "torch"
-                                                      and isinstance(obj, Mapping))):
+        if name in sys.modules and (
+            name in roots or (name == "torch" and isinstance(obj, Mapping))
+        ):
             tree = importlib.import_module(f"{__name__}.{name}").from_object(obj, **kw)
             if tree is not None:
                 return tree

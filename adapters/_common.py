@@ -123,8 +123,12 @@ def from_named_tensors(
                     (
                         f"{base.removesuffix('/in_proj')}/{part}",
                         weight_node(
-                            piece, kind="dense", source=t.name, op="MultiheadAttention",
-                            layer_id=layer_id, attrs={"source_slice": f"{rows.start}:{rows.stop}"},
+                            piece,
+                            kind="dense",
+                            source=t.name,
+                            op="MultiheadAttention",
+                            layer_id=layer_id,
+                            attrs={"source_slice": f"{rows.start}:{rows.stop}"},
                             **common,
                         ),
                     )
@@ -133,7 +137,12 @@ def from_named_tensors(
             continue
         if len(shape) == 2 and _GPT2_CONV1D.search(t.name):
             node = weight_node(
-                lazy, kind="dense", source=t.name, op="Conv1D", layer_id=layer_id, perm=(1, 0),
+                lazy,
+                kind="dense",
+                source=t.name,
+                op="Conv1D",
+                layer_id=layer_id,
+                perm=(1, 0),
                 **common,
             )
         elif len(shape) == 2:

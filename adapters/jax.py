@@ -108,11 +108,19 @@ def from_pytree(params: Any, *, framework: str = "jax", name: str = "pytree") ->
         if is_float and leaf in _IN_FIRST and 2 <= len(shape) <= 4 and 0 not in shape:
             flush()
             if len(shape) == 3 and parent in ("query", "key", "value"):
-                kw = {"kind": "dense", "perm": (1, 2, 0),
-                      "shape": (shape[1] * shape[2], shape[0]), "op": "DenseGeneral"}
+                kw = {
+                    "kind": "dense",
+                    "perm": (1, 2, 0),
+                    "shape": (shape[1] * shape[2], shape[0]),
+                    "op": "DenseGeneral",
+                }
             elif len(shape) == 3 and parent == "out":
-                kw = {"kind": "dense", "perm": (2, 0, 1),
-                      "shape": (shape[2], shape[0] * shape[1]), "op": "DenseGeneral"}
+                kw = {
+                    "kind": "dense",
+                    "perm": (2, 0, 1),
+                    "shape": (shape[2], shape[0] * shape[1]),
+                    "op": "DenseGeneral",
+                }
             elif len(shape) == 2:
                 kw = {"kind": "dense", "perm": (1, 0), "op": "Dense"}
             elif len(shape) == 3:
@@ -123,13 +131,21 @@ def from_pytree(params: Any, *, framework: str = "jax", name: str = "pytree") ->
         elif is_float and leaf in _EMBED and len(shape) == 2 and 0 not in shape:
             flush()
             nodes.append(
-                (base, weight_node(lazy, kind="embedding", op="Embed", layer_id=len(nodes),
-                                   **common))
+                (
+                    base,
+                    weight_node(lazy, kind="embedding", op="Embed", layer_id=len(nodes), **common),
+                )
             )
         else:
             pending.append(
-                NamedTensor(".".join(path), shape, out_dtype, _loader(x), is_float=is_float,
-                            source_dtype=dtype.name)
+                NamedTensor(
+                    ".".join(path),
+                    shape,
+                    out_dtype,
+                    _loader(x),
+                    is_float=is_float,
+                    source_dtype=dtype.name,
+                )
             )
     flush()
     if not leaves:
@@ -169,8 +185,11 @@ class _NpzEntry:
         self._path, self._key = path, key
         with archive.zip.open(key + ".npy") as f:
             version = np.lib.format.read_magic(f)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read(f)
         self.shape, self.dtype = shape, dtype
 

@@ -70,7 +70,8 @@ def _einsum_layout(equation: str, kernel_shape) -> tuple[tuple[int, ...], tuple[
 
 def _sublayers(layer) -> list:
     return [
-        s for s in layer._flatten_layers(include_self=False, recursive=False)
+        s
+        for s in layer._flatten_layers(include_self=False, recursive=False)
         if not isinstance(s, keras.layers.InputLayer)
     ]
 
@@ -82,8 +83,14 @@ def _layers_of(layer) -> list[tuple[str, str, Any, dict]]:
     if isinstance(layer, L.EinsumDense):
         shape = tuple(layer.kernel.shape)
         perm, flat = _einsum_layout(layer.equation, shape)
-        return [("", "dense", lambda: layer.kernel,
-                 {"perm": perm, "shape": flat, "source": f"{name}/kernel"})]
+        return [
+            (
+                "",
+                "dense",
+                lambda: layer.kernel,
+                {"perm": perm, "shape": flat, "source": f"{name}/kernel"},
+            )
+        ]
     if isinstance(layer, L.Dense):
         return [("", "dense", lambda: layer.kernel, {"perm": (1, 0), "source": f"{name}/kernel"})]
     if isinstance(layer, L.Embedding):
@@ -93,17 +100,33 @@ def _layers_of(layer) -> list[tuple[str, str, Any, dict]]:
         d = tuple(layer.depthwise_kernel.shape)
         n = len(d) - 2
         spatial = tuple(range(n))
-        dw = {"perm": (n, n + 1) + spatial, "shape": (d[n] * d[n + 1], 1) + d[:n],
-              "groups": d[n], "source": f"{name}/depthwise_kernel"}
+        dw = {
+            "perm": (n, n + 1) + spatial,
+            "shape": (d[n] * d[n + 1], 1) + d[:n],
+            "groups": d[n],
+            "source": f"{name}/depthwise_kernel",
+        }
         pw = {"perm": (n + 1, n) + spatial, "source": f"{name}/pointwise_kernel"}
         kind = "conv2d" if n == 2 else "conv1d"
-        return [("depthwise", kind, lambda: layer.depthwise_kernel, dw),
-                ("pointwise", kind, lambda: layer.pointwise_kernel, pw)]
+        return [
+            ("depthwise", kind, lambda: layer.depthwise_kernel, dw),
+            ("pointwise", kind, lambda: layer.pointwise_kernel, pw),
+        ]
     if isinstance(layer, L.DepthwiseConv2D):
         d = tuple(layer.kernel.shape)
-        return [("", "conv2d", lambda: layer.kernel,
-                 {"perm": (2, 3, 0, 1), "shape": (d[2] * d[3], 1, d[0], d[1]), "groups": d[2],
-                  "source": f"{name}/kernel"})]
+        return [
+            (
+                "",
+                "conv2d",
+                lambda: layer.kernel,
+                {
+                    "perm": (2, 3, 0, 1),
+                    "shape": (d[2] * d[3], 1, d[0], d[1]),
+                    "groups": d[2],
+                    "source": f"{name}/kernel",
+                },
+            )
+        ]
     transposed = tuple(
         getattr(L, c) for c in ("Conv1DTranspose", "Conv2DTranspose") if hasattr(L, c)
     )
@@ -112,14 +135,29 @@ def _layers_of(layer) -> list[tuple[str, str, Any, dict]]:
         if nd not in (3, 4):
             return []
         spatial = tuple(range(nd - 2))
-        return [("", "conv1d" if nd == 3 else "conv2d", lambda: layer.kernel,
-                 {"perm": (nd - 2, nd - 1) + spatial, "source": f"{name}/kernel"})]
+        return [
+            (
+                "",
+                "conv1d" if nd == 3 else "conv2d",
+                lambda: layer.kernel,
+                {"perm": (nd - 2, nd - 1) + spatial, "source": f"{name}/kernel"},
+            )
+        ]
     if isinstance(layer, (L.Conv1D, L.Conv2D)):
         nd = len(layer.kernel.shape)
         spatial = tuple(range(nd - 2))
-        return [("", "conv1d" if nd == 3 else "conv2d", lambda: layer.kernel,
-                 {"perm": (nd - 1, nd - 2) + spatial, "groups": int(getattr(layer, "groups", 1)),
-                  "source": f"{name}/kernel"})]
+        return [
+            (
+                "",
+                "conv1d" if nd == 3 else "conv2d",
+                lambda: layer.kernel,
+                {
+                    "perm": (nd - 1, nd - 2) + spatial,
+                    "groups": int(getattr(layer, "groups", 1)),
+                    "source": f"{name}/kernel",
+                },
+            )
+        ]
     return []
 
 
@@ -149,9 +187,14 @@ def from_keras(model: Any) -> xr.DataTree:
                 (
                     f"{base}/{suffix}" if suffix else base,
                     weight_node(
-                        lazy, kind=kind, framework="keras", op=type(layer).__name__,
-                        layer_id=len(nodes), dtype=dtype,
-                        source=f"{prefix}/{source}" if prefix else source, **kw,
+                        lazy,
+                        kind=kind,
+                        framework="keras",
+                        op=type(layer).__name__,
+                        layer_id=len(nodes),
+                        dtype=dtype,
+                        source=f"{prefix}/{source}" if prefix else source,
+                        **kw,
                     ),
                 )
             )

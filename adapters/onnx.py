@@ -319,8 +319,9 @@ def _reshape_target(in_shape, target) -> tuple[int, ...] | None:
     return tuple(out) if math.prod(out) == total else None
 
 
-def _quant_params_fit(shape, scale: np.ndarray, zp: np.ndarray | None, axis: int,
-                      block: int) -> bool:
+def _quant_params_fit(
+    shape, scale: np.ndarray, zp: np.ndarray | None, axis: int, block: int
+) -> bool:
     """Whether scale / zero point broadcast onto a tensor of ``shape`` as ONNX defines it:
     per tensor (one value), per axis (1-D, ``shape[axis]`` values) or blocked (``shape`` with
     ``ceil(shape[axis] / block)`` along ``axis``)."""
@@ -371,11 +372,13 @@ class _Graph:
             return np.asarray(c.load())
         except Exception as err:  # a malformed proto onnx cannot decode
             raise CorruptModelError(
-                f"{self.where}: constant {name!r} cannot be decoded ({err})") from err
+                f"{self.where}: constant {name!r} cannot be decoded ({err})"
+            ) from err
 
     def _bad(self, node, what: str) -> CorruptModelError:
         return CorruptModelError(
-            f"{self.where}: node {node.name!r} ({node.op_type}) on a weight path: {what}")
+            f"{self.where}: node {node.name!r} ({node.op_type}) on a weight path: {what}"
+        )
 
     def _quant_step(self, node, op: str, shape, dtype) -> _Step | None:
         """The (de)quantize step of ``node`` on a ``shape`` tensor; None if not constant."""
@@ -390,15 +393,17 @@ class _Graph:
         axis = _int_attr(node, "axis", 1, self.where)
         block = _int_attr(node, "block_size", 0, self.where)
         if not _quant_params_fit(shape, scale, zp, axis, block):
-            raise self._bad(node, f"scale {scale.shape} / zero point "
-                                  f"{None if zp is None else zp.shape} (axis={axis}, "
-                                  f"block_size={block}) do not fit the tensor {shape}")
+            raise self._bad(
+                node,
+                f"scale {scale.shape} / zero point "
+                f"{None if zp is None else zp.shape} (axis={axis}, "
+                f"block_size={block}) do not fit the tensor {shape}",
+            )
         if op == "quantize":
             to = zp.dtype if zp is not None else np.dtype(np.uint8)
         else:
             to = np.dtype(np.float32) if scale.dtype.itemsize < 4 else scale.dtype
-        return _Step(op, shape, dtype, to=to, scale=scale, zero_point=zp, axis=axis,
-                     block=block)
+        return _Step(op, shape, dtype, to=to, scale=scale, zero_point=zp, axis=axis, block=block)
 
     def _step(self, node, shape, dtype) -> _Step | None:
         """The step of one chain node on a ``shape`` / ``dtype`` tensor, checked; None when
@@ -408,12 +413,16 @@ class _Graph:
             perm = _attr(node, "perm")
             perm = tuple(reversed(range(len(shape)))) if perm is None else perm
             if not isinstance(perm, (list, tuple)) or sorted(perm) != list(range(len(shape))):
-                raise self._bad(node, f"perm {perm!r:.80} is not a permutation of the axes of "
-                                      f"a {len(shape)}-D tensor")
+                raise self._bad(
+                    node,
+                    f"perm {perm!r:.80} is not a permutation of the axes of "
+                    f"a {len(shape)}-D tensor",
+                )
             return _Step("transpose", shape, dtype, perm=tuple(int(p) for p in perm))
         if op == "Cast":
-            to = _np_dtype(_int_attr(node, "to", 0, self.where),
-                           f"{self.where}: node {node.name!r} (Cast)")
+            to = _np_dtype(
+                _int_attr(node, "to", 0, self.where), f"{self.where}: node {node.name!r} (Cast)"
+            )
             return _Step("cast", shape, dtype, to=to)
         if op == "Reshape":
             target = self.small(node.input[1]) if len(node.input) > 1 else None
@@ -477,9 +486,13 @@ class _Graph:
             if found is None:
                 continue
             const, steps, shape = found
-            if const.name in used or not np.issubdtype(
-                steps[-1].to if steps and steps[-1].to is not None else const.dtype, np.number
-            ) or 0 in shape:
+            if (
+                const.name in used
+                or not np.issubdtype(
+                    steps[-1].to if steps and steps[-1].to is not None else const.dtype, np.number
+                )
+                or 0 in shape
+            ):
                 continue
             perm: tuple[int, ...] | None = None
             groups = None
@@ -537,7 +550,8 @@ def _read_layer(const: _Const, steps: list[_Step], where: str) -> np.ndarray:
         raise
     except FileNotFoundError as err:
         raise MissingDataError(
-            f"{where}: external data of tensor {const.name!r} vanished ({err})") from err
+            f"{where}: external data of tensor {const.name!r} vanished ({err})"
+        ) from err
     except Exception as err:
         raise CorruptModelError(
             f"{where}: tensor {const.name!r} ({const.dtype}, shape {const.shape}) cannot be "
@@ -597,7 +611,8 @@ def from_onnx(
         raise
     except Exception as err:  # an inconsistency no check above anticipated
         raise CorruptModelError(
-            f"{where}: malformed ONNX graph ({type(err).__name__}: {err})") from err
+            f"{where}: malformed ONNX graph ({type(err).__name__}: {err})"
+        ) from err
     nodes = []
     for i, e in enumerate(entries):
         const, steps = e.const, list(e.steps)
@@ -611,8 +626,14 @@ def from_onnx(
             (
                 _node_path(e),
                 weight_node(
-                    lazy, kind=e.kind, source=const.name, framework="onnx", op=e.op,
-                    layer_id=i, dtype=_dtype_str(const.proto.data_type), perm=e.perm,
+                    lazy,
+                    kind=e.kind,
+                    source=const.name,
+                    framework="onnx",
+                    op=e.op,
+                    layer_id=i,
+                    dtype=_dtype_str(const.proto.data_type),
+                    perm=e.perm,
                     groups=e.groups,
                 ),
             )
@@ -624,9 +645,7 @@ load = from_onnx
 
 
 # ---------------------------------------------------------------------------- writing
-def save(
-    model: Any, collection: xr.DataTree, path: str | os.PathLike | None = None
-) -> Any:
+def save(model: Any, collection: xr.DataTree, path: str | os.PathLike | None = None) -> Any:
     """Write the weights of ``collection`` back into a copy of ``model``; save it to ``path``.
 
     Layers are matched to the model's tensors by their ``source`` attribute; the canonical
@@ -695,7 +714,9 @@ def save(
         big = sum(len(t.raw_data) for t in model.graph.initializer) > 1_800_000_000
         if big:
             onnx.save_model(
-                model, str(path), save_as_external_data=True,
+                model,
+                str(path),
+                save_as_external_data=True,
                 location=Path(path).name + ".data",
             )
         else:
@@ -714,6 +735,7 @@ def write_back(model: Any, collection: xr.DataTree) -> Any:
     """``model`` (an ``onnx.ModelProto`` or a ``.onnx`` path) with the weights of
     ``collection``, as :func:`save` returns it; None for anything else."""
     if isinstance(model, onnx.ModelProto) or (
-            isinstance(model, str) and model.lower().endswith(".onnx")):
+        isinstance(model, str) and model.lower().endswith(".onnx")
+    ):
         return save(model, collection)
     return None

@@ -38,12 +38,21 @@ def _dtypes() -> dict[str, np.dtype]:
     import ml_dtypes
 
     return {
-        "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-        "BF16": np.dtype(ml_dtypes.bfloat16), "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+        "F64": np.dtype(np.float64),
+        "F32": np.dtype(np.float32),
+        "F16": np.dtype(np.float16),
+        "BF16": np.dtype(ml_dtypes.bfloat16),
+        "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
         "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-        "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16),
-        "I8": np.dtype(np.int8), "U64": np.dtype(np.uint64), "U32": np.dtype(np.uint32),
-        "U16": np.dtype(np.uint16), "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_),
+        "I64": np.dtype(np.int64),
+        "I32": np.dtype(np.int32),
+        "I16": np.dtype(np.int16),
+        "I8": np.dtype(np.int8),
+        "U64": np.dtype(np.uint64),
+        "U32": np.dtype(np.uint32),
+        "U16": np.dtype(np.uint16),
+        "U8": np.dtype(np.uint8),
+        "BOOL": np.dtype(np.bool_),
     }
 
 
@@ -69,14 +78,16 @@ def _entry(where: str, name: str, info) -> tuple[str, tuple[int, ...], int, int]
     if not isinstance(dtype, str):
         raise CorruptModelError(f"{bad}: dtype must be a string, got {dtype!r:.60}")
     if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= _MAX_INT for d in shape):
+        raise CorruptModelError(f"{bad}: shape must be a list of integers >= 0, got {shape!r:.80}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) and 0 <= o <= _MAX_INT for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
         raise CorruptModelError(
-            f"{bad}: shape must be a list of integers >= 0, got {shape!r:.80}")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(o) and 0 <= o <= _MAX_INT for o in offsets)
-            or offsets[0] > offsets[1]):
-        raise CorruptModelError(
-            f"{bad}: data_offsets must be [begin, end] with 0 <= begin <= end, "
-            f"got {offsets!r:.80}")
+            f"{bad}: data_offsets must be [begin, end] with 0 <= begin <= end, got {offsets!r:.80}"
+        )
     return dtype, tuple(shape), offsets[0], offsets[1]
 
 
@@ -94,7 +105,8 @@ def _parse_json(where: str, raw: bytes) -> dict:
     if not isinstance(meta, dict):
         raise CorruptModelError(
             f"{where}: corrupt safetensors header (__metadata__ must be an object, got "
-            f"{type(meta).__name__})")
+            f"{type(meta).__name__})"
+        )
     return header
 
 
@@ -163,8 +175,9 @@ def _check_overlaps(where: str, ranges: list[tuple[int, int, str]]) -> None:
         end, last = hi, name
 
 
-def _read_tensor(path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...],
-                 offset: int) -> np.ndarray:
+def _read_tensor(
+    path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...], offset: int
+) -> np.ndarray:
     """One tensor, memory-mapped and copied out (float32, or float64 for F64).
 
     The file was checked when loading; if it changed or vanished since, the error is typed.
@@ -203,7 +216,10 @@ def _tensors(path: Path) -> list[NamedTensor]:
 
         out.append(
             NamedTensor(
-                name, shape, np.dtype(np.float64 if dtype == np.float64 else np.float32), load,
+                name,
+                shape,
+                np.dtype(np.float64 if dtype == np.float64 else np.float32),
+                load,
                 is_float=dtype.kind == "f" or info["dtype"] in ("BF16", "F8_E4M3", "F8_E5M2"),
                 source_dtype=dtype.name,
             )
@@ -218,15 +234,16 @@ def _index_files(index: Path) -> list[tuple[str, Path]]:
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise CorruptModelError(f"{where}: not a safetensors index (no weight_map)") from err
     if not isinstance(weight_map, dict) or not all(
-            isinstance(v, str) and v for v in weight_map.values()):
-        raise CorruptModelError(
-            f"{where}: weight_map must map tensor names to shard file names")
+        isinstance(v, str) and v for v in weight_map.values()
+    ):
+        raise CorruptModelError(f"{where}: weight_map must map tensor names to shard file names")
     pairs = []
     for name in sorted(weight_map, key=natural_key):
         shard = index.parent / weight_map[name]
         if Path(weight_map[name]).is_absolute() or ".." in Path(weight_map[name]).parts:
             raise CorruptModelError(
-                f"{where}: shard {weight_map[name]!r} of tensor {name!r} is outside the folder")
+                f"{where}: shard {weight_map[name]!r} of tensor {name!r} is outside the folder"
+            )
         if not is_file(shard):
             raise MissingDataError(
                 f"{where}: shard {str(shard)!r} of tensor {name!r} does not exist"

@@ -62,9 +62,7 @@ def _lazy(t, rows: slice | None = None) -> LazyArray:
     if rows is not None:
         shape = (rows.stop - rows.start,) + shape[1:]
     dtype = np.float64 if t.dtype == torch.float64 else np.float32
-    return LazyArray(
-        lambda t=t, rows=rows: _to_numpy(t if rows is None else t[rows]), shape, dtype
-    )
+    return LazyArray(lambda t=t, rows=rows: _to_numpy(t if rows is None else t[rows]), shape, dtype)
 
 
 def _usable(p) -> bool:
@@ -86,9 +84,15 @@ def _module_layers(name: str, m) -> list[tuple[str, str, Any, dict]]:
             for i, part in enumerate("qkv"):
                 rows = slice(i * e, (i + 1) * e)
                 out.append(
-                    (part, "dense", (m.in_proj_weight, rows),
-                     {"source": _join(name, "in_proj_weight"),
-                      "attrs": {"source_slice": f"{rows.start}:{rows.stop}"}})
+                    (
+                        part,
+                        "dense",
+                        (m.in_proj_weight, rows),
+                        {
+                            "source": _join(name, "in_proj_weight"),
+                            "attrs": {"source_slice": f"{rows.start}:{rows.stop}"},
+                        },
+                    )
                 )
         else:
             for part in "qkv":
@@ -139,8 +143,7 @@ def from_torch(module: Any, *, example_inputs: tuple | None = None) -> xr.DataTr
     if example_inputs is not None:
         calls: list[int] = []
         hooks = [
-            m.register_forward_pre_hook(lambda mod, args: calls.append(id(mod)))
-            for _, m in named
+            m.register_forward_pre_hook(lambda mod, args: calls.append(id(mod))) for _, m in named
         ]
         try:
             with torch.no_grad():
@@ -167,8 +170,13 @@ def from_torch(module: Any, *, example_inputs: tuple | None = None) -> xr.DataTr
                 (
                     f"{base}/{suffix}" if suffix else base,
                     weight_node(
-                        _lazy(w, rows), kind=kind, framework="torch", op=type(m).__name__,
-                        layer_id=len(nodes), dtype=_dtype_name(w), **kw,
+                        _lazy(w, rows),
+                        kind=kind,
+                        framework="torch",
+                        op=type(m).__name__,
+                        layer_id=len(nodes),
+                        dtype=_dtype_name(w),
+                        **kw,
                     ),
                 )
             )
@@ -207,8 +215,11 @@ def from_state_dict(state_dict: Mapping[str, Any], *, name: str = "state dict") 
     """
     tensors = [
         NamedTensor(
-            k, tuple(v.shape), np.dtype(np.float64 if v.dtype == torch.float64 else np.float32),
-            lambda v=v: _to_numpy(v), is_float=v.is_floating_point(),
+            k,
+            tuple(v.shape),
+            np.dtype(np.float64 if v.dtype == torch.float64 else np.float32),
+            lambda v=v: _to_numpy(v),
+            is_float=v.is_floating_point(),
             source_dtype=_dtype_name(v),
         )
         for k, v in _state_dict_of(state_dict).items()
@@ -244,9 +255,7 @@ def load(path: str | os.PathLike) -> xr.DataTree:
     if isinstance(obj, nn.Module):
         return from_torch(obj)
     if not isinstance(obj, Mapping):
-        raise UnsupportedModelError(
-            f"{where}: holds a {type(obj).__name__}, expected a state dict"
-        )
+        raise UnsupportedModelError(f"{where}: holds a {type(obj).__name__}, expected a state dict")
     return from_state_dict(obj, name=where)
 
 

@@ -33,12 +33,17 @@ def write_folder(folder: Path, total_bytes: int, dim: int = 2048, per_shard: int
     weight_map = {}
     for s in range(n_shards):
         shard = f"model-{s + 1:05d}-of-{n_shards:05d}.safetensors"
-        names = [f"model.layers.{i}.mlp.weight" for i in range(s * per_shard,
-                                                                  min(n, (s + 1) * per_shard))]
+        names = [
+            f"model.layers.{i}.mlp.weight"
+            for i in range(s * per_shard, min(n, (s + 1) * per_shard))
+        ]
         header, offset = {}, 0
         for name in names:
-            header[name] = {"dtype": "F32", "shape": [2 * dim, dim],
-                            "data_offsets": [offset, offset + tensor_bytes]}
+            header[name] = {
+                "dtype": "F32",
+                "shape": [2 * dim, dim],
+                "data_offsets": [offset, offset + tensor_bytes],
+            }
             offset += tensor_bytes
             weight_map[name] = shard
         raw = json.dumps(header).encode()
@@ -90,8 +95,12 @@ print(details.sizes["layer"], (peak - base) * 1024, peak * 1024, seconds)
 def measure(folder: Path, analyze: bool = False) -> tuple[int, int, int, float]:
     """(layers, peak RSS growth, absolute peak RSS in bytes, seconds) of reading (or
     analysing) ``folder`` in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", ANALYZE_CHILD if analyze else CHILD,
-                          str(folder)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", ANALYZE_CHILD if analyze else CHILD, str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     fields = out.split()
     if analyze:
         return int(fields[0]), int(fields[1]), int(fields[2]), float(fields[3])
@@ -101,8 +110,11 @@ def measure(folder: Path, analyze: bool = False) -> tuple[int, int, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gb", type=float, default=1.0)
-    parser.add_argument("--analyze", action="store_true",
-                        help="run rmtkit.analyze on the folder instead of reading each layer")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="run rmtkit.analyze on the folder instead of reading each layer",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -111,12 +123,16 @@ def main() -> None:
         n, growth, peak, seconds = measure(folder, args.analyze)
     print(f"folder size        {size / 2**20:9.1f} MiB ({n} layers)")
     print(f"largest tensor     {largest / 2**20:9.1f} MiB")
-    print(f"peak RSS growth    {growth / 2**20:9.1f} MiB "
-          f"({growth / size:.1%} of the folder, {growth / largest:.2f}x the largest tensor)")
+    print(
+        f"peak RSS growth    {growth / 2**20:9.1f} MiB "
+        f"({growth / size:.1%} of the folder, {growth / largest:.2f}x the largest tensor)"
+    )
     if args.analyze:
         bound = 1.5e9 + 3 * largest
-        print(f"analyze: {seconds:.1f} s; peak RSS {peak / 1e9:.3f} GB, bound 1.5 GB + 3 x "
-              f"largest = {bound / 1e9:.3f} GB: {'within' if peak <= bound else 'OVER'}")
+        print(
+            f"analyze: {seconds:.1f} s; peak RSS {peak / 1e9:.3f} GB, bound 1.5 GB + 3 x "
+            f"largest = {bound / 1e9:.3f} GB: {'within' if peak <= bound else 'OVER'}"
+        )
 
 
 if __name__ == "__main__":

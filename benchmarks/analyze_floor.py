@@ -77,9 +77,13 @@ def run_child(blocks: int, dim: int, cache: str, threads: int | None) -> dict:
     env = dict(os.environ, RMTKIT_JAX_CACHE=cache)
     if threads is not None:
         env["RMTKIT_THREADS"] = str(threads)
-    out = subprocess.run([sys.executable, __file__, "--child", "--blocks", str(blocks),
-                          "--dim", str(dim)],
-                         env=env, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--blocks", str(blocks), "--dim", str(dim)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -93,8 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=12)
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="RMTKIT_THREADS for rmtkit (default: all usable cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="RMTKIT_THREADS for rmtkit (default: all usable cores)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="fresh processes (cache warm)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -105,22 +113,31 @@ def main() -> None:
         cold = run_child(args.blocks, args.dim, cache, args.threads)
         fresh = [run_child(args.blocks, args.dim, cache, args.threads) for _ in range(args.runs)]
     same = all(run["alpha"] == cold["alpha"] for run in fresh)
-    print(f"{len(cold['alpha'])} matrices, d = {args.dim}; alpha median "
-          f"{float(np.nanmedian(cold['alpha'])):.3f}; identical alphas across processes: {same}")
+    print(
+        f"{len(cold['alpha'])} matrices, d = {args.dim}; alpha median "
+        f"{float(np.nanmedian(cold['alpha'])):.3f}; identical alphas across processes: {same}"
+    )
     print(f"{'process':<28}{'floor s':>9}{'analyze s':>11}{'ratio':>8}")
     floor, first, _ = _ratios(cold)
     print(f"{'cold, first call':<28}{floor:9.2f}{cold['analyze'][0]:11.2f}{first:7.2f}x")
     rows = [_ratios(run) for run in fresh]
     for i, (run, (floor, first, second)) in enumerate(zip(fresh, rows, strict=True)):
-        print(f"{f'fresh {i + 1}, first call':<28}{floor:9.2f}{run['analyze'][0]:11.2f}"
-              f"{first:7.2f}x")
-        print(f"{f'fresh {i + 1}, second call':<28}{floor:9.2f}{run['analyze'][1]:11.2f}"
-              f"{second:7.2f}x")
+        print(
+            f"{f'fresh {i + 1}, first call':<28}{floor:9.2f}{run['analyze'][0]:11.2f}{first:7.2f}x"
+        )
+        print(
+            f"{f'fresh {i + 1}, second call':<28}{floor:9.2f}{run['analyze'][1]:11.2f}"
+            f"{second:7.2f}x"
+        )
     firsts, seconds = [r[1] for r in rows], [r[2] for r in rows]
-    print(f"fresh process, first call:  median {np.median(firsts):.2f}x "
-          f"(range {min(firsts):.2f}-{max(firsts):.2f}x over {len(rows)} processes)")
-    print(f"same process, second call:  median {np.median(seconds):.2f}x "
-          f"(range {min(seconds):.2f}-{max(seconds):.2f}x)")
+    print(
+        f"fresh process, first call:  median {np.median(firsts):.2f}x "
+        f"(range {min(firsts):.2f}-{max(firsts):.2f}x over {len(rows)} processes)"
+    )
+    print(
+        f"same process, second call:  median {np.median(seconds):.2f}x "
+        f"(range {min(seconds):.2f}-{max(seconds):.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,18 @@ def make_loader(index: int, shape: tuple[int, int]):
 def lazy_collection(shapes: dict[str, tuple[int, int]]):
     from rmtkit.collection import LazyArray, build_tree, weight_node
 
-    nodes = [(path, weight_node(LazyArray(make_loader(i, shape), shape, np.float32),
-                                kind="dense", source=path, layer_id=i))
-             for i, (path, shape) in enumerate(shapes.items())]
+    nodes = [
+        (
+            path,
+            weight_node(
+                LazyArray(make_loader(i, shape), shape, np.float32),
+                kind="dense",
+                source=path,
+                layer_id=i,
+            ),
+        )
+        for i, (path, shape) in enumerate(shapes.items())
+    ]
     return build_tree(nodes)
 
 
@@ -74,8 +83,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=32)
     parser.add_argument("--scale", type=int, default=1, help="divide d and f by this")
-    parser.add_argument("--force", action="store_true",
-                        help="force the device route even without a GPU (smoke run)")
+    parser.add_argument(
+        "--force", action="store_true", help="force the device route even without a GPU (smoke run)"
+    )
     args = parser.parse_args()
     if args.force:
         os.environ["RMTKIT_DEVICE_SPECTRA"] = "1"
@@ -86,8 +96,10 @@ def main() -> None:
     from rmtkit._engine.spectra import use_device
 
     if not use_device():
-        raise SystemExit(f"JAX sees no GPU (backend {jax.default_backend()!r}); "
-                         "use --force for a smoke run of the device route on the CPU.")
+        raise SystemExit(
+            f"JAX sees no GPU (backend {jax.default_backend()!r}); "
+            "use --force for a smoke run of the device route on the CPU."
+        )
     shapes = layer_shapes(args.blocks, 4096 // args.scale, 11008 // args.scale)
     tree = lazy_collection(shapes)
     recomputed = []
@@ -107,10 +119,12 @@ def main() -> None:
     t0 = time.perf_counter()
     rmtkit.analyze(tree, progress=False)
     second = time.perf_counter() - t0
-    print(f"device {jax.devices()[0].device_kind}; {len(shapes)} matrices "
-          f"({args.blocks} blocks, d = {4096 // args.scale}, f = {11008 // args.scale}); "
-          f"alpha median {float(np.nanmedian(details.alpha)):.3f}")
-    print(f"slices recomputed in float64: {sum(recomputed[:len(shapes)])} of {len(shapes)}")
+    print(
+        f"device {jax.devices()[0].device_kind}; {len(shapes)} matrices "
+        f"({args.blocks} blocks, d = {4096 // args.scale}, f = {11008 // args.scale}); "
+        f"alpha median {float(np.nanmedian(details.alpha)):.3f}"
+    )
+    print(f"slices recomputed in float64: {sum(recomputed[: len(shapes)])} of {len(shapes)}")
     print(f"GPU floor (f32 eigvalsh of Gram, summed): {floor:8.2f} s")
     for label, seconds in (("first call (compiles)", first), ("second call", second)):
         print(f"rmtkit.analyze, {label + ':':<23} {seconds:8.2f} s  {seconds / floor:5.2f}x floor")

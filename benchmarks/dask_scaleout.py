@@ -30,8 +30,10 @@ def write_model(folder: Path, layers: int, dim: int, seed: int = 0) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    tensors = {f"model.layers.{i}.mlp.weight": rng.standard_t(3.0, (2 * dim, dim))
-               .astype(np.float32) for i in range(layers)}
+    tensors = {
+        f"model.layers.{i}.mlp.weight": rng.standard_t(3.0, (2 * dim, dim)).astype(np.float32)
+        for i in range(layers)
+    }
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"layers": layers, "dim": dim}))
 
@@ -60,12 +62,15 @@ def main() -> None:
         t0 = time.perf_counter()
         local = rmtkit.analyze(path, progress=False, executor="threads")
         local_s = time.perf_counter() - t0
-        print(f"{args.layers} layers of {2 * args.dim}x{args.dim}; local threads: "
-              f"{local_s:.2f} s")
+        print(f"{args.layers} layers of {2 * args.dim}x{args.dim}; local threads: {local_s:.2f} s")
         base = {}
         for k in args.workers:
-            with LocalCluster(n_workers=k, threads_per_worker=1, processes=True,
-                              dashboard_address=":0") as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=k, threads_per_worker=1, processes=True, dashboard_address=":0"
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.run(lambda: __import__("rmtkit.analysis"))  # warm the worker imports
                 t0 = time.perf_counter()
                 out = rmtkit.analyze(rmtkit.load(path).chunk(), progress=False)
@@ -76,10 +81,12 @@ def main() -> None:
             base.setdefault("one", one)
             base.setdefault("many", batch)
             same = out.drop_attrs().identical(local.drop_attrs())
-            print(f"{k} worker(s): analyze {one:7.2f} s (x{base['one'] / one:4.2f}), "
-                  f"analyze_many of {args.models} models {batch:7.2f} s "
-                  f"(x{base['many'] / batch:4.2f}); identical to local: {same}; "
-                  f"{many.sizes['model']} models x {many.sizes['layer']} layers")
+            print(
+                f"{k} worker(s): analyze {one:7.2f} s (x{base['one'] / one:4.2f}), "
+                f"analyze_many of {args.models} models {batch:7.2f} s "
+                f"(x{base['many'] / batch:4.2f}); identical to local: {same}; "
+                f"{many.sizes['model']} models x {many.sizes['layer']} layers"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -61,10 +61,14 @@ def main() -> None:
     import rmtkit
 
     fit = jax.jit(rmtkit.fit_pl)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, spectra {args.dtype}, "
-          "synthetic bulk + power-law tail spectra")
-    print(f"{'n':>6} {'compile s':>10} {'rmtkit ms':>10} {'loop ms':>10} {'speed-up':>9} "
-          f"{'identical':>9}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, spectra {args.dtype}, "
+        "synthetic bulk + power-law tail spectra"
+    )
+    print(
+        f"{'n':>6} {'compile s':>10} {'rmtkit ms':>10} {'loop ms':>10} {'speed-up':>9} "
+        f"{'identical':>9}"
+    )
     for n in args.sizes:
         evals = synthetic_spectrum(n, np.random.default_rng(n)).astype(args.dtype)
         t0 = time.perf_counter()
@@ -75,8 +79,10 @@ def main() -> None:
         f = fit(evals)
         ref = numpy_loop_fit(evals)
         same = np.allclose([float(f.alpha), float(f.xmin), float(f.D)], ref, rtol=1e-6)
-        print(f"{n:>6} {compile_s:>10.2f} {ours * 1e3:>10.2f} {loop * 1e3:>10.1f} "
-              f"{loop / ours:>8.1f}x {str(same):>9}")
+        print(
+            f"{n:>6} {compile_s:>10.2f} {ours * 1e3:>10.2f} {loop * 1e3:>10.1f} "
+            f"{loop / ours:>8.1f}x {str(same):>9}"
+        )
 
 
 if __name__ == "__main__":

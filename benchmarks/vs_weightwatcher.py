@@ -74,42 +74,57 @@ def time_rmtkit(tree, **options) -> tuple[float, float, np.ndarray]:
 def agreement(a: np.ndarray, b: np.ndarray) -> str:
     """Per-layer alpha agreement, as text."""
     diff = np.abs(a - b)
-    return (f"max |d alpha| {np.nanmax(diff):.2e}, median {np.nanmedian(diff):.2e}, "
-            f"{int(np.sum(diff < 1e-6))}/{len(a)} equal to 1e-6")
+    return (
+        f"max |d alpha| {np.nanmax(diff):.2e}, median {np.nanmedian(diff):.2e}, "
+        f"{int(np.sum(diff < 1e-6))}/{len(a)} equal to 1e-6"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=12)
     parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--rand-blocks", type=int, default=2,
-                        help="blocks for randomize=True, mp_fit=True (WeightWatcher's MP fit "
-                             "takes minutes per block)")
+    parser.add_argument(
+        "--rand-blocks",
+        type=int,
+        default=2,
+        help="blocks for randomize=True, mp_fit=True (WeightWatcher's MP fit "
+        "takes minutes per block)",
+    )
     args = parser.parse_args()
     import weightwatcher
 
     import rmtkit
     from rmtkit._engine.executor import compilation_cache_dir, worker_count
 
-    print(f"weightwatcher {weightwatcher.__version__}, rmtkit {rmtkit.__version__} "
-          f"({worker_count()} threads, compile cache {compilation_cache_dir()})")
+    print(
+        f"weightwatcher {weightwatcher.__version__}, rmtkit {rmtkit.__version__} "
+        f"({worker_count()} threads, compile cache {compilation_cache_dir()})"
+    )
     for label, blocks, options in (
-            ("defaults", args.blocks, {}),
-            ("randomize=True, mp_fit=True", args.rand_blocks, dict(randomize=True, mp_fit=True))):
+        ("defaults", args.blocks, {}),
+        ("randomize=True, mp_fit=True", args.rand_blocks, dict(randomize=True, mp_fit=True)),
+    ):
         if blocks < 1:
             continue
         layers = make_model(blocks, args.dim)
         model, tree = torch_model(layers), rmtkit.from_layers(layers)
         floor = floor_seconds(layers)
-        print(f"\n{label}: {len(layers)} matrices, d = {args.dim}; floor (numpy f32 eigvalsh "
-              f"of Gram, summed) {floor:.2f} s")
+        print(
+            f"\n{label}: {len(layers)} matrices, d = {args.dim}; floor (numpy f32 eigvalsh "
+            f"of Gram, summed) {floor:.2f} s"
+        )
         ww_s, ww_alpha = time_ww(model, **options)
         first, second, alpha = time_rmtkit(tree, **options)
         print(f"  WeightWatcher: {ww_s:8.2f} s  ({ww_s / floor:5.2f}x floor)")
-        print(f"  rmtkit first:  {first:8.2f} s  ({first / floor:5.2f}x floor)  "
-              f"speed-up {ww_s / first:6.1f}x")
-        print(f"  rmtkit second: {second:8.2f} s  ({second / floor:5.2f}x floor)  "
-              f"speed-up {ww_s / second:6.1f}x")
+        print(
+            f"  rmtkit first:  {first:8.2f} s  ({first / floor:5.2f}x floor)  "
+            f"speed-up {ww_s / first:6.1f}x"
+        )
+        print(
+            f"  rmtkit second: {second:8.2f} s  ({second / floor:5.2f}x floor)  "
+            f"speed-up {ww_s / second:6.1f}x"
+        )
         print(f"  alpha agreement: {agreement(alpha, ww_alpha)}")
 
 

@@ -26,10 +26,29 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-_TABLE_COLUMNS = ["layer_id", "name", "kind", "slice_id", "N", "M", "num_evals", "alpha", "D",
-                  "alpha_weighted", "log_norm", "log_spectral_norm", "stable_rank", "Lambda",
-                  "num_fingers", "sigma_mp", "num_spikes", "rand_distance", "num_traps",
-                  "detX_num", "warning"]
+_TABLE_COLUMNS = [
+    "layer_id",
+    "name",
+    "kind",
+    "slice_id",
+    "N",
+    "M",
+    "num_evals",
+    "alpha",
+    "D",
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "Lambda",
+    "num_fingers",
+    "sigma_mp",
+    "num_spikes",
+    "rand_distance",
+    "num_traps",
+    "detX_num",
+    "warning",
+]
 
 
 #: seconds to wait for the ``--scheduler`` of a dask cluster to answer
@@ -68,39 +87,82 @@ def _check_input(path: str) -> None:
 
 def _add_common(p, *, model_optional: bool, analysis: bool):
     if model_optional:
-        p.add_argument("model", nargs="?", metavar="MODEL",
-                       help="model file or folder (default: the embedded digits CNN)")
-    p.add_argument("--layers", nargs="+", metavar="ITEM",
-                   help="layer ids, kinds (dense, conv1d, conv2d, embedding) or name patterns; "
-                        "a leading '!' or a negative id excludes")
-    p.add_argument("--min-evals", type=int, default=None, metavar="N",
-                   help="fit only spectra with at least N eigenvalues (default 50)")
-    p.add_argument("--max-evals", type=int, default=None, metavar="N",
-                   help="skip layers with more than N eigenvalues")
-    p.add_argument("--no-pool", action="store_true",
-                   help="one row per convolution slice instead of one pooled spectrum")
+        p.add_argument(
+            "model",
+            nargs="?",
+            metavar="MODEL",
+            help="model file or folder (default: the embedded digits CNN)",
+        )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="ITEM",
+        help="layer ids, kinds (dense, conv1d, conv2d, embedding) or name patterns; "
+        "a leading '!' or a negative id excludes",
+    )
+    p.add_argument(
+        "--min-evals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fit only spectra with at least N eigenvalues (default 50)",
+    )
+    p.add_argument(
+        "--max-evals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip layers with more than N eigenvalues",
+    )
+    p.add_argument(
+        "--no-pool",
+        action="store_true",
+        help="one row per convolution slice instead of one pooled spectrum",
+    )
     if analysis:
-        p.add_argument("--fit", choices=("PL", "TPL", "E_TPL"), default="PL",
-                       help="power law (default), truncated power law, or TPL on the peak range")
-        p.add_argument("--fix-fingers", choices=("clip_xmax",), default=None,
-                       help="refit without the top eigenvalues when they stand apart from the "
-                            "power law (adds raw_alpha and num_fingers)")
-        p.add_argument("--xmin-method", choices=("search", "median", "peak"), default="search",
-                       help="xmin: KS search over all candidates (default), the median "
-                            "eigenvalue (Hill estimator), or a search near the ESD peak")
-        p.add_argument("--randomize", action="store_true",
-                       help="add randomized-spectrum metrics and correlation traps")
+        p.add_argument(
+            "--fit",
+            choices=("PL", "TPL", "E_TPL"),
+            default="PL",
+            help="power law (default), truncated power law, or TPL on the peak range",
+        )
+        p.add_argument(
+            "--fix-fingers",
+            choices=("clip_xmax",),
+            default=None,
+            help="refit without the top eigenvalues when they stand apart from the "
+            "power law (adds raw_alpha and num_fingers)",
+        )
+        p.add_argument(
+            "--xmin-method",
+            choices=("search", "median", "peak"),
+            default="search",
+            help="xmin: KS search over all candidates (default), the median "
+            "eigenvalue (Hill estimator), or a search near the ESD peak",
+        )
+        p.add_argument(
+            "--randomize",
+            action="store_true",
+            help="add randomized-spectrum metrics and correlation traps",
+        )
         p.add_argument("--mp-fit", action="store_true", help="add the Marchenko-Pastur fit")
         p.add_argument("--detx", action="store_true", help="add the detX (ERG) tail")
         p.add_argument("--seed", type=int, default=0, help="randomization seed (default 0)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-        p.add_argument("--threads", type=int, default=None, metavar="N",
-                       help="local worker threads, one layer each (default: all cores, or "
-                            "$RMTKIT_THREADS)")
-        p.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run the per-layer work on an existing dask.distributed cluster, "
-                            "e.g. tcp://host:8786 (the workers must see the model files; "
-                            "needs rmtkit[dask])")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="local worker threads, one layer each (default: all cores, or $RMTKIT_THREADS)",
+        )
+        p.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="run the per-layer work on an existing dask.distributed cluster, "
+            "e.g. tcp://host:8786 (the workers must see the model files; "
+            "needs rmtkit[dask])",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rmtkit",
         description="Heavy-Tailed Self-Regularization metrics of a trained network, from its "
-                    "weights alone.")
+        "weights alone.",
+    )
     parser.add_argument("--version", action="version", version=f"rmtkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -117,16 +180,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="per-layer metrics and their summary")
     _add_common(p, model_optional=True, analysis=True)
     p.add_argument("--base", metavar="BASE", help="analyse W - W_base (or a LoRA adapter's base)")
-    p.add_argument("--lora", choices=("delta", "merged"), default="delta",
-                   help="LoRA adapter folder: analyse the delta (default) or base + delta")
+    p.add_argument(
+        "--lora",
+        choices=("delta", "merged"),
+        default="delta",
+        help="LoRA adapter folder: analyse the delta (default) or base + delta",
+    )
     p.add_argument("--plots", metavar="DIR", help="write the figures (rmtkit.plot) into DIR")
     p.add_argument("--out", metavar="FILE", help="save the details: .csv, .nc or .parquet")
 
     p = sub.add_parser("describe", help="the layers that would be analysed (no computation)")
     _add_common(p, model_optional=True, analysis=False)
 
-    p = sub.add_parser("compare", help="summaries of several models side by side, and the "
-                                       "distances between their weights")
+    p = sub.add_parser(
+        "compare",
+        help="summaries of several models side by side, and the distances between their weights",
+    )
     p.add_argument("models", nargs="+", metavar="MODEL")
     _add_common(p, model_optional=False, analysis=True)
     p.add_argument("--out", metavar="FILE", help="save all details: .nc or .csv")
@@ -134,22 +203,38 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sharpen", help="remove correlation traps (SVD sharpening); ONNX out")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
-    p.add_argument("--mode", choices=("zero", "clip"), default="zero",
-                   help="zero the trap components (default) or shrink them to the MP bulk edge")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the randomization that finds the traps: the draw of "
-                        "`rmtkit analyze --randomize --seed N` (default 0)")
+    p.add_argument(
+        "--mode",
+        choices=("zero", "clip"),
+        default="zero",
+        help="zero the trap components (default) or shrink them to the MP bulk edge",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the randomization that finds the traps: the draw of "
+        "`rmtkit analyze --randomize --seed N` (default 0)",
+    )
     p.add_argument("--layers", nargs="+", metavar="ITEM", help="which layers (as analyze)")
 
-    p = sub.add_parser("smooth", help="keep the top singular components (SVD smoothing); "
-                                      "ONNX out")
+    p = sub.add_parser("smooth", help="keep the top singular components (SVD smoothing); ONNX out")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT")
-    p.add_argument("--method", choices=("detX", "alpha_min", "rmt", "percent"), default="detX",
-                   help="components kept per slice: the detX tail (default), the power-law "
-                        "tail, the MP spikes, or a fraction (--percent)")
-    p.add_argument("--percent", type=float, default=0.2, metavar="P",
-                   help="fraction of components kept with --method percent (default 0.2)")
+    p.add_argument(
+        "--method",
+        choices=("detX", "alpha_min", "rmt", "percent"),
+        default="detX",
+        help="components kept per slice: the detX tail (default), the power-law "
+        "tail, the MP spikes, or a fraction (--percent)",
+    )
+    p.add_argument(
+        "--percent",
+        type=float,
+        default=0.2,
+        metavar="P",
+        help="fraction of components kept with --method percent (default 0.2)",
+    )
     p.add_argument("--layers", nargs="+", metavar="ITEM", help="which layers (as analyze)")
     return parser
 
@@ -163,9 +248,16 @@ def _table(details) -> str:
 
     df = details.to_dataframe().reset_index(drop=True)
     cols = [c for c in _TABLE_COLUMNS if c in df.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 40,
-                           "display.max_rows", 10_000, "display.float_format",
-                           lambda x: f"{x:.4g}"):
+    with pd.option_context(
+        "display.width",
+        200,
+        "display.max_columns",
+        40,
+        "display.max_rows",
+        10_000,
+        "display.float_format",
+        lambda x: f"{x:.4g}",
+    ):
         return df[cols].to_string(index=False)
 
 
@@ -181,8 +273,9 @@ def _save_details(details, out: str, *, allow_parquet: bool = True) -> None:
     path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".nc", ".parquet"):
-        raise _CliError(f"{out}: unknown output format {suffix or '(none)'!r}; use .csv, .nc "
-                        "or .parquet")
+        raise _CliError(
+            f"{out}: unknown output format {suffix or '(none)'!r}; use .csv, .nc or .parquet"
+        )
     if suffix == ".parquet" and not allow_parquet:
         raise _CliError(f"{out}: compare saves .nc or .csv")
     if not path.parent.exists():
@@ -200,8 +293,9 @@ def _save_details(details, out: str, *, allow_parquet: bool = True) -> None:
         try:
             import fastparquet  # noqa: F401
         except ImportError:
-            raise _CliError(f"{out}: writing parquet needs pyarrow: pip install pyarrow "
-                            "(or save as .csv / .nc)") from None
+            raise _CliError(
+                f"{out}: writing parquet needs pyarrow: pip install pyarrow (or save as .csv / .nc)"
+            ) from None
     df.to_parquet(path, index=False)
 
 
@@ -211,9 +305,15 @@ def _analysis_kwargs(args) -> dict:
     return dict(
         layers=_layer_items(args.layers),
         min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
-        max_evals=args.max_evals, pool=not args.no_pool, fit=args.fit,
-        xmin_method=args.xmin_method, fix_fingers=args.fix_fingers, randomize=args.randomize,
-        mp_fit=args.mp_fit, detx=args.detx, key=args.seed,
+        max_evals=args.max_evals,
+        pool=not args.no_pool,
+        fit=args.fit,
+        xmin_method=args.xmin_method,
+        fix_fingers=args.fix_fingers,
+        randomize=args.randomize,
+        mp_fit=args.mp_fit,
+        detx=args.detx,
+        key=args.seed,
         progress=False if args.quiet else True,
     )
 
@@ -234,8 +334,9 @@ def _execution(args):
         try:
             from distributed import Client
         except ImportError:
-            raise _CliError("--scheduler needs dask.distributed: pip install "
-                            "'rmtkit[dask]'") from None
+            raise _CliError(
+                "--scheduler needs dask.distributed: pip install 'rmtkit[dask]'"
+            ) from None
         try:
             client = Client(args.scheduler, timeout=SCHEDULER_TIMEOUT)
         except OSError as err:
@@ -262,11 +363,13 @@ def _cmd_analyze(args) -> int:
         try:
             from rmtkit import plot
         except ImportError as err:
-            raise _CliError(f"--plots needs rmtkit.plot and matplotlib ({err}); "
-                            "pip install 'rmtkit[plot]'") from None
+            raise _CliError(
+                f"--plots needs rmtkit.plot and matplotlib ({err}); pip install 'rmtkit[plot]'"
+            ) from None
     with _execution(args) as executor:
-        details = analyze(model, base=args.base, lora=args.lora, executor=executor,
-                          **_analysis_kwargs(args))
+        details = analyze(
+            model, base=args.base, lora=args.lora, executor=executor, **_analysis_kwargs(args)
+        )
     print(f"{model}: {details.sizes['layer']} rows")
     print(_table(details))
     print("\nSummary (means over layers, NaN ignored):")
@@ -294,17 +397,21 @@ def _save_details_check(out: str, allow_parquet: bool = True) -> None:
     suffix = path.suffix.lower()
     allowed = (".csv", ".nc", ".parquet") if allow_parquet else (".csv", ".nc")
     if suffix not in allowed:
-        raise _CliError(f"{out}: unknown output format {suffix or '(none)'!r}; use "
-                        f"{', '.join(allowed)}")
+        raise _CliError(
+            f"{out}: unknown output format {suffix or '(none)'!r}; use {', '.join(allowed)}"
+        )
     if not path.parent.exists():
         raise _CliError(f"{out}: folder {str(path.parent)!r} does not exist")
     if suffix == ".parquet":
         import importlib.util
 
-        if importlib.util.find_spec("pyarrow") is None and importlib.util.find_spec(
-                "fastparquet") is None:
-            raise _CliError(f"{out}: writing parquet needs pyarrow: pip install pyarrow "
-                            "(or save as .csv / .nc)")
+        if (
+            importlib.util.find_spec("pyarrow") is None
+            and importlib.util.find_spec("fastparquet") is None
+        ):
+            raise _CliError(
+                f"{out}: writing parquet needs pyarrow: pip install pyarrow (or save as .csv / .nc)"
+            )
 
 
 def _cmd_describe(args) -> int:
@@ -314,12 +421,30 @@ def _cmd_describe(args) -> int:
 
     model = _model_arg(args.model)
     _check_input(model)
-    ds = describe(model, layers=_layer_items(args.layers),
-                  min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
-                  max_evals=args.max_evals, pool=not args.no_pool)
+    ds = describe(
+        model,
+        layers=_layer_items(args.layers),
+        min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
+        max_evals=args.max_evals,
+        pool=not args.no_pool,
+    )
     df = ds.to_dataframe().reset_index(drop=True)
-    cols = [c for c in ("layer_id", "name", "kind", "slice_id", "N", "M", "Q", "rf",
-                        "num_evals", "warning") if c in df.columns]
+    cols = [
+        c
+        for c in (
+            "layer_id",
+            "name",
+            "kind",
+            "slice_id",
+            "N",
+            "M",
+            "Q",
+            "rf",
+            "num_evals",
+            "warning",
+        )
+        if c in df.columns
+    ]
     print(f"{model}: {len(df)} rows")
     with pd.option_context("display.width", 200, "display.max_rows", 10_000):
         print(df[cols].to_string(index=False))
@@ -350,10 +475,16 @@ def _cmd_compare(args) -> int:
     names = _names(args.models)
     kwargs = _analysis_kwargs(args)
     with _execution(args) as executor:
-        results = {name: analyze(m, executor=executor, **kwargs)
-                   for name, m in zip(names, args.models, strict=True)}
-    table = pd.DataFrame({name: {k: float(v) for k, v in summary(ds).data_vars.items()}
-                          for name, ds in results.items()})
+        results = {
+            name: analyze(m, executor=executor, **kwargs)
+            for name, m in zip(names, args.models, strict=True)
+        }
+    table = pd.DataFrame(
+        {
+            name: {k: float(v) for k, v in summary(ds).data_vars.items()}
+            for name, ds in results.items()
+        }
+    )
     with pd.option_context("display.width", 200, "display.float_format", lambda x: f"{x:.4f}"):
         print("Summary (means over layers, NaN ignored):")
         print(table.to_string())
@@ -362,9 +493,13 @@ def _cmd_compare(args) -> int:
     for name, m in zip(names[1:], args.models[1:], strict=True):
         d = model_distances(args.models[0], m, layers=kwargs["layers"])
         matched = int(np.sum(d["warning"].values == ""))
-        rows[name] = {"layers_matched": matched, **{
-            k: float(np.nanmean(d[k].values)) if matched else float("nan")
-            for k in ("frobenius", "cosine", "cka")}}
+        rows[name] = {
+            "layers_matched": matched,
+            **{
+                k: float(np.nanmean(d[k].values)) if matched else float("nan")
+                for k in ("frobenius", "cosine", "cka")
+            },
+        }
     with pd.option_context("display.width", 200, "display.float_format", lambda x: f"{x:.4g}"):
         print(pd.DataFrame(rows).T.to_string())
     if args.out is not None:
@@ -383,8 +518,10 @@ def _write_transformed(args, collection) -> int:
 def _check_onnx_pair(args):
     _check_input(args.input)
     if not args.input.lower().endswith(".onnx") or not args.output.lower().endswith(".onnx"):
-        raise _CliError(f"{args.command} reads and writes ONNX models: IN and OUT must be .onnx "
-                        f"files (got {args.input!r}, {args.output!r})")
+        raise _CliError(
+            f"{args.command} reads and writes ONNX models: IN and OUT must be .onnx "
+            f"files (got {args.input!r}, {args.output!r})"
+        )
     parent = Path(args.output).resolve().parent
     if not parent.exists():
         raise _CliError(f"{args.output}: folder {str(parent)!r} does not exist")
@@ -404,15 +541,19 @@ def _cmd_smooth(args) -> int:
     from rmtkit import smooth
 
     _check_onnx_pair(args)
-    coll = smooth(args.input, args.method, percent=args.percent,
-                  layers=_layer_items(args.layers))
+    coll = smooth(args.input, args.method, percent=args.percent, layers=_layer_items(args.layers))
     _write_transformed(args, coll)
     print(f"smoothed {args.input} -> {args.output}")
     return 0
 
 
-_COMMANDS = {"analyze": _cmd_analyze, "describe": _cmd_describe, "compare": _cmd_compare,
-             "sharpen": _cmd_sharpen, "smooth": _cmd_smooth}
+_COMMANDS = {
+    "analyze": _cmd_analyze,
+    "describe": _cmd_describe,
+    "compare": _cmd_compare,
+    "sharpen": _cmd_sharpen,
+    "smooth": _cmd_smooth,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -436,8 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         if expected:
             print(f"rmtkit: error: {msg}", file=sys.stderr)
         else:
-            print(f"rmtkit: internal error: {type(err).__name__}: {msg} "
-                  "(set RMTKIT_DEBUG=1 for the traceback)", file=sys.stderr)
+            print(
+                f"rmtkit: internal error: {type(err).__name__}: {msg} "
+                "(set RMTKIT_DEBUG=1 for the traceback)",
+                file=sys.stderr,
+            )
         return 1
 
 

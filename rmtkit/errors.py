@@ -71,37 +71,58 @@ class RowWarning(enum.StrEnum):
 
     NO_BASE_LAYER = "no-base-layer", "``base=`` has no layer of this node path."
     BASE_SHAPE_MISMATCH = "base-shape-mismatch", "``base=`` has this layer with another shape."
-    NO_MATCH = "no-match", (
-        "Distances: the other model has no layer of this path and shape.")
-    TOO_MANY_EVALS = "too-many-evals", (
-        "More eigenvalues than ``max_evals``; ``W`` is not even read (sizes only).")
-    READ_FAILED = "read-failed", (
+    NO_MATCH = "no-match", "Distances: the other model has no layer of this path and shape."
+    TOO_MANY_EVALS = (
+        "too-many-evals",
+        "More eigenvalues than ``max_evals``; ``W`` is not even read (sizes only).",
+    )
+    READ_FAILED = (
+        "read-failed",
         "Reading ``W`` raised (a corrupt tensor, a vanished file, a loader's own error); "
-        "written ``read-failed: <reason>`` (sizes only).")
+        "written ``read-failed: <reason>`` (sizes only).",
+    )
     NON_FINITE_WEIGHTS = "non-finite-weights", "NaN or Inf in ``W`` (sizes only)."
     ALL_ZERO = "all-zero", "Every entry of ``W`` is 0 (sizes only)."
-    SPECTRUM_OVERFLOW = "spectrum-overflow", (
-        "Entries so large that the eigenvalues would overflow float64 (sizes only).")
-    SPECTRUM_UNDERFLOW = "spectrum-underflow", (
-        "Entries so small that the eigenvalues would underflow float64 (sizes only).")
-    ESD_FAILED = "esd-failed", (
-        "LAPACK did not converge on the spectrum; written ``esd-failed: <reason>`` (sizes "
-        "only).")
-    TOO_FEW_EVALS = "too-few-evals", (
-        "Fewer than ``min_evals`` eigenvalues: not fitted, scale metrics kept.")
-    RANK_DEFICIENT = "rank-deficient", (
-        "Fewer than ``min_evals`` numerically nonzero eigenvalues (the ``matrix_rank`` of ``W`` "
-        "as read): not fitted, scale metrics kept.")
-    DUPLICATE_EVALS = "duplicate-evals", (
-        "More than half of the fitted eigenvalues, or of the tail the fit chose, are equal up to "
-        "round-off (0.1 %): a power law gives ties zero probability, so no alpha; scale "
-        "metrics kept.")
-    FIT_FAILED = "fit-failed", (
-        "The fit found no admissible tail or a non-finite alpha: the fit-based metrics are NaN, "
-        "the others reported.")
-    OVER_TRAINED = "over-trained", "Fitted, alpha < 2: hints at over-training (docs/math.md §4)."
-    UNDER_TRAINED = "under-trained", (
-        "Fitted, alpha > 6: an almost random layer, hints at under-training.")
+    SPECTRUM_OVERFLOW = (
+        "spectrum-overflow",
+        "Entries so large that the eigenvalues would overflow float64 (sizes only).",
+    )
+    SPECTRUM_UNDERFLOW = (
+        "spectrum-underflow",
+        "Entries so small that the eigenvalues would underflow float64 (sizes only).",
+    )
+    ESD_FAILED = (
+        "esd-failed",
+        "LAPACK did not converge on the spectrum; written ``esd-failed: <reason>`` (sizes only).",
+    )
+    TOO_FEW_EVALS = (
+        "too-few-evals",
+        "Fewer than ``min_evals`` eigenvalues: not fitted, scale metrics kept.",
+    )
+    RANK_DEFICIENT = (
+        "rank-deficient",
+        "Fewer than ``min_evals`` numerically nonzero eigenvalues (the ``matrix_rank`` of "
+        "``W`` as read): not fitted, scale metrics kept.",
+    )
+    DUPLICATE_EVALS = (
+        "duplicate-evals",
+        "More than half of the fitted eigenvalues, or of the tail the fit chose, are equal up "
+        "to round-off (0.1 %): a power law gives ties zero probability, so no alpha; scale "
+        "metrics kept.",
+    )
+    FIT_FAILED = (
+        "fit-failed",
+        "The fit found no admissible tail or a non-finite alpha: the fit-based metrics are "
+        "NaN, the others reported.",
+    )
+    OVER_TRAINED = (
+        "over-trained",
+        "Fitted, alpha < 2: hints at over-training (docs/math.md §4).",
+    )
+    UNDER_TRAINED = (
+        "under-trained",
+        "Fitted, alpha > 6: an almost random layer, hints at under-training.",
+    )
     NONE = "", "Fitted, 2 <= alpha <= 6: a well-trained layer by HT-SR."
 
     def because(self, reason: str) -> str:

@@ -61,15 +61,30 @@ class WeightWatcher:
         model = self.model if model is None else model
         if model is None:
             raise InvalidArgumentError(
-                "no model: pass one to WeightWatcher(model) or to the method (model=...).")
+                "no model: pass one to WeightWatcher(model) or to the method (model=...)."
+            )
         return model
 
-    def analyze(self, model: Any = None, layers=None, min_evals: int = DEFAULT_MIN_EVALS,
-                max_evals: int | None = None, plot: bool = False, randomize: bool = False,
-                mp_fit: bool = False, pool: bool = True, savefig: Any = None,
-                fix_fingers: str | None = None, xmin_max: float | None = None,
-                fit: str = "PL", detX: bool = False, base_model: Any = None,
-                peft: str | bool = False, key: Any = None, **unused):
+    def analyze(
+        self,
+        model: Any = None,
+        layers=None,
+        min_evals: int = DEFAULT_MIN_EVALS,
+        max_evals: int | None = None,
+        plot: bool = False,
+        randomize: bool = False,
+        mp_fit: bool = False,
+        pool: bool = True,
+        savefig: Any = None,
+        fix_fingers: str | None = None,
+        xmin_max: float | None = None,
+        fit: str = "PL",
+        detX: bool = False,
+        base_model: Any = None,
+        peft: str | bool = False,
+        key: Any = None,
+        **unused,
+    ):
         """Per-layer metrics as a pandas DataFrame (kept as ``self.details``).
 
         ``fix_fingers`` is ``None``, ``"clip_xmax"`` or ``"xmin_peak"`` (= ``xmin_method="peak"``);
@@ -81,11 +96,24 @@ class WeightWatcher:
         if fix_fingers == "xmin_peak":
             fix_fingers, xmin_method = None, "peak"
         lora = "merged" if peft == "merged" else "delta"
-        ds = analyze(self._model(model), layers=_layers_arg(layers), min_evals=min_evals,
-                     max_evals=max_evals, pool=pool, fit=fit, xmin_method=xmin_method,
-                     xmin_max=xmin_max, fix_fingers=fix_fingers, randomize=randomize,
-                     mp_fit=mp_fit, detx=detX, base=base_model, lora=lora, key=key,
-                     progress=False)
+        ds = analyze(
+            self._model(model),
+            layers=_layers_arg(layers),
+            min_evals=min_evals,
+            max_evals=max_evals,
+            pool=pool,
+            fit=fit,
+            xmin_method=xmin_method,
+            xmin_max=xmin_max,
+            fix_fingers=fix_fingers,
+            randomize=randomize,
+            mp_fit=mp_fit,
+            detx=detX,
+            base=base_model,
+            lora=lora,
+            key=key,
+            progress=False,
+        )
         self.results = ds
         self.details = _frame(ds)
         if plot or savefig:
@@ -98,11 +126,25 @@ class WeightWatcher:
             rplot.plot_model(ds, savefig=savefig if isinstance(savefig, str) else None)
         return self.details
 
-    def describe(self, model: Any = None, layers=None, min_evals: int = DEFAULT_MIN_EVALS,
-                 max_evals: int | None = None, pool: bool = True, **unused):
+    def describe(
+        self,
+        model: Any = None,
+        layers=None,
+        min_evals: int = DEFAULT_MIN_EVALS,
+        max_evals: int | None = None,
+        pool: bool = True,
+        **unused,
+    ):
         """The rows :meth:`analyze` would give (sizes, no computation) as a DataFrame."""
-        return _frame(describe(self._model(model), layers=_layers_arg(layers),
-                               min_evals=min_evals, max_evals=max_evals, pool=pool))
+        return _frame(
+            describe(
+                self._model(model),
+                layers=_layers_arg(layers),
+                min_evals=min_evals,
+                max_evals=max_evals,
+                pool=pool,
+            )
+        )
 
     def get_details(self):
         """The DataFrame of the last :meth:`analyze` (``None`` before)."""
@@ -141,15 +183,20 @@ class WeightWatcher:
 
         ``method``: "euclidean" (= Frobenius norm of the difference), "cosine" or "cka".
         """
-        names = {"euclidean": "frobenius", "frobenius": "frobenius", "cosine": "cosine",
-                 "cka": "cka", "CKA": "cka"}
+        names = {
+            "euclidean": "frobenius",
+            "frobenius": "frobenius",
+            "cosine": "cosine",
+            "cka": "cka",
+            "CKA": "cka",
+        }
         if method not in names:
             raise InvalidArgumentError(
-                f"`method` must be 'euclidean', 'cosine' or 'cka'; got {method!r}.")
+                f"`method` must be 'euclidean', 'cosine' or 'cka'; got {method!r}."
+            )
         ds = model_distances(model_1, model_2, method=names[method], layers=_layers_arg(layers))
         df = _frame(ds).rename(columns={names[method]: "delta_W"})
-        return float(np.nanmean(df["delta_W"])) if df["delta_W"].notna().any() else float(
-            "nan"), df
+        return float(np.nanmean(df["delta_W"])) if df["delta_W"].notna().any() else float("nan"), df
 
     def _write_back(self, model, collection):
         """The transformed model in the input's own type where an adapter can write it."""
@@ -158,8 +205,9 @@ class WeightWatcher:
         out = write_back(model, collection)
         return collection if out is None else out
 
-    def SVDSharpness(self, model: Any = None, layers=None, key: Any = None,
-                     mode: str = "zero", **unused):
+    def SVDSharpness(
+        self, model: Any = None, layers=None, key: Any = None, mode: str = "zero", **unused
+    ):
         """Remove correlation traps (``rmtkit.sharpen``); returns a new model of the same type
         for torch modules and ONNX models (the input is not modified), else a collection."""
         from rmtkit import sharpen
@@ -167,13 +215,15 @@ class WeightWatcher:
         model = self._model(model)
         return self._write_back(model, sharpen(model, key, mode=mode, layers=_layers_arg(layers)))
 
-    def SVDSmoothing(self, model: Any = None, percent: float = 0.2, layers=None,
-                     method: str = "svd", **unused):
+    def SVDSmoothing(
+        self, model: Any = None, percent: float = 0.2, layers=None, method: str = "svd", **unused
+    ):
         """Keep the top singular components (``rmtkit.smooth``): ``method="svd"`` keeps
         ``round(percent * M)`` per slice; "detX", "alpha_min", "rmt" choose by the spectrum."""
         from rmtkit import smooth
 
         model = self._model(model)
         how = "percent" if method == "svd" else method
-        return self._write_back(model, smooth(model, how, percent=percent,
-                                              layers=_layers_arg(layers)))
+        return self._write_back(
+            model, smooth(model, how, percent=percent, layers=_layers_arg(layers))
+        )

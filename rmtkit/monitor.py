@@ -99,7 +99,8 @@ def _scalar(name: str, value: Any) -> float:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise InvalidArgumentError(
-            f"metric {name!r} must be a number, got {type(value).__name__}") from err
+            f"metric {name!r} must be a number, got {type(value).__name__}"
+        ) from err
     if arr.size != 1:
         raise InvalidArgumentError(f"metric {name!r} must be a scalar, got shape {arr.shape}")
     return float(arr.reshape(()))
@@ -114,7 +115,8 @@ def _records_from_details(details: xr.Dataset, layer_metrics: Sequence[str]):
     extra = [d for d in details.dims if d != "layer"]
     if extra:
         raise InvalidArgumentError(
-            f"the analysis of one model must have the dim 'layer' only; got also {extra}")
+            f"the analysis of one model must have the dim 'layer' only; got also {extra}"
+        )
     n = details.sizes["layer"]
 
     def coord(name, default):
@@ -130,8 +132,11 @@ def _records_from_details(details: xr.Dataset, layer_metrics: Sequence[str]):
     slices = coord("slice_id", -1)
     layers: dict[str, dict[str, float]] = {}
     info: dict[str, tuple[str, int, str, int]] = {}
-    columns = {m: np.asarray(details[m].values, dtype=np.float64).reshape(-1)
-               for m in layer_metrics if m in details.data_vars}
+    columns = {
+        m: np.asarray(details[m].values, dtype=np.float64).reshape(-1)
+        for m in layer_metrics
+        if m in details.data_vars
+    }
     for i in range(n):
         sid = slices[i]
         sid = -1 if sid is None or not np.isfinite(float(sid)) else int(sid)
@@ -142,8 +147,12 @@ def _records_from_details(details: xr.Dataset, layer_metrics: Sequence[str]):
     return layers, info
 
 
-def monitor_flags(history: xr.Dataset, *, threshold: float = ALPHA_OVER_TRAINED,
-                  under: float = ALPHA_UNDER_TRAINED) -> MonitorFlags:
+def monitor_flags(
+    history: xr.Dataset,
+    *,
+    threshold: float = ALPHA_OVER_TRAINED,
+    under: float = ALPHA_UNDER_TRAINED,
+) -> MonitorFlags:
     """:class:`MonitorFlags` of a monitor history (e.g. read back with ``xarray.load_dataset``).
 
     The mean alpha is ``mean_alpha`` (the summary's NaN-ignoring mean) when recorded, else the
@@ -152,22 +161,30 @@ def monitor_flags(history: xr.Dataset, *, threshold: float = ALPHA_OVER_TRAINED,
     if "epoch" not in history.dims or history.sizes["epoch"] == 0:
         return MonitorFlags(None, {}, {}, ())
     epochs = [int(e) for e in history["epoch"].values]
-    alpha = (np.asarray(history["alpha"].transpose("epoch", "layer").values, dtype=np.float64)
-             if "alpha" in history.data_vars else np.full((len(epochs), 0), np.nan))
+    alpha = (
+        np.asarray(history["alpha"].transpose("epoch", "layer").values, dtype=np.float64)
+        if "alpha" in history.data_vars
+        else np.full((len(epochs), 0), np.nan)
+    )
     key = f"{SUMMARY_PREFIX}alpha"
     if key in history.data_vars:
         mean = np.asarray(history[key].values, dtype=np.float64)
     else:
         with np.errstate(all="ignore"):
             valid = np.isfinite(alpha).any(axis=1)
-            mean = np.where(valid, np.nansum(alpha, axis=1) / np.maximum(
-                np.isfinite(alpha).sum(axis=1), 1), np.nan)
+            mean = np.where(
+                valid,
+                np.nansum(alpha, axis=1) / np.maximum(np.isfinite(alpha).sum(axis=1), 1),
+                np.nan,
+            )
     below = np.flatnonzero(mean < threshold)
     early = epochs[below[0]] if below.size else None
 
-    labels = (list(np.asarray(history["label"].values).astype(str))
-              if "label" in history.coords else
-              [str(i) for i in range(alpha.shape[1])])
+    labels = (
+        list(np.asarray(history["label"].values).astype(str))
+        if "label" in history.coords
+        else [str(i) for i in range(alpha.shape[1])]
+    )
     over: dict[str, int] = {}
     under_d: dict[str, int] = {}
     events = []
@@ -243,8 +260,9 @@ class Monitor:
 
     # ------------------------------------------------------------------ recording
 
-    def __call__(self, model_or_collection: Any, epoch: int | None = None,
-                 **metrics: Any) -> xr.Dataset:
+    def __call__(
+        self, model_or_collection: Any, epoch: int | None = None, **metrics: Any
+    ) -> xr.Dataset:
         """Analyse the model now, record the row for ``epoch`` and save; return the row.
 
         Parameters
@@ -273,7 +291,8 @@ class Monitor:
         for name, value in metrics.items():
             if name in scalars or name in self.layer_metrics or name in ("epoch", "layer"):
                 raise InvalidArgumentError(
-                    f"metric name {name!r} clashes with a recorded variable; rename it")
+                    f"metric name {name!r} clashes with a recorded variable; rename it"
+                )
             scalars[name] = _scalar(name, value)
         if epoch is None:
             epoch = self._records[-1].epoch + 1 if self._records else 0
@@ -304,8 +323,11 @@ class Monitor:
         if not self._records:
             return False
         last = self.history.isel(epoch=-1)
-        mean = float(last[f"{SUMMARY_PREFIX}alpha"]) if f"{SUMMARY_PREFIX}alpha" in last \
+        mean = (
+            float(last[f"{SUMMARY_PREFIX}alpha"])
+            if f"{SUMMARY_PREFIX}alpha" in last
             else float(last["alpha"].mean(skipna=True))
+        )
         return bool(mean < self.threshold)
 
     def __len__(self) -> int:
@@ -315,8 +337,9 @@ class Monitor:
         where = f", path={str(self.path)!r}" if self.path else ""
         return f"Monitor({len(self)} epochs{where})"
 
-    def plot(self, savefig: str | os.PathLike | None = None, *, metrics: Sequence[str] | None
-             = None):
+    def plot(
+        self, savefig: str | os.PathLike | None = None, *, metrics: Sequence[str] | None = None
+    ):
         """Mean and per-layer alpha against epoch, with the threshold and the early-stop epoch.
 
         Top panel: each layer's alpha (thin lines, colour by ``layer_id``), the mean alpha
@@ -340,12 +363,14 @@ class Monitor:
             from matplotlib.figure import Figure
         except ModuleNotFoundError as err:  # pragma: no cover
             raise ModuleNotFoundError(
-                "Monitor.plot needs matplotlib: pip install 'rmtkit[plot]'") from err
+                "Monitor.plot needs matplotlib: pip install 'rmtkit[plot]'"
+            ) from err
         history = self.history
         flags = self.flags
         summary_keys = {k for k in history.data_vars if k.startswith(SUMMARY_PREFIX)}
-        extra = [k for k in history.data_vars
-                 if history[k].dims == ("epoch",) and k not in summary_keys]
+        extra = [
+            k for k in history.data_vars if history[k].dims == ("epoch",) and k not in summary_keys
+        ]
         if metrics is not None:
             extra = [k for k in metrics if k in history.data_vars]
         fig = Figure(figsize=(8.0, 6.4 if extra else 4.8), dpi=DPI, layout="constrained")
@@ -358,8 +383,14 @@ class Monitor:
             span = max(np.nanmax(ids) - np.nanmin(ids), 1.0) if ids.size else 1.0
             cmap = matplotlib.colormaps["viridis"]
             for j in range(alpha.shape[1]):
-                ax.plot(epochs, alpha[:, j], "-", lw=0.8, alpha=0.6,
-                        color=cmap((ids[j] - np.nanmin(ids)) / span))
+                ax.plot(
+                    epochs,
+                    alpha[:, j],
+                    "-",
+                    lw=0.8,
+                    alpha=0.6,
+                    color=cmap((ids[j] - np.nanmin(ids)) / span),
+                )
             ax.plot([], [], "-", lw=0.8, color=cmap(0.5), label="layer alpha")
         key = f"{SUMMARY_PREFIX}alpha"
         if key in history.data_vars:
@@ -369,20 +400,29 @@ class Monitor:
         else:
             mean = np.full(epochs.size, np.nan)
         ax.plot(epochs, mean, "o-", color="k", lw=2.2, ms=4, label="mean alpha")
-        ax.axhline(self.threshold, color="C3", ls="--", lw=1,
-                   label=f"α = {self.threshold:g} (over-trained below)")
+        ax.axhline(
+            self.threshold,
+            color="C3",
+            ls="--",
+            lw=1,
+            label=f"α = {self.threshold:g} (over-trained below)",
+        )
         ax.axhline(ALPHA_HIGH, color="C1", ls="--", lw=1, label="α = 6 (under-trained above)")
         if flags.early_stop_epoch is not None:
-            ax.axvline(flags.early_stop_epoch, color="C3", lw=2, alpha=0.5,
-                       label=f"early stop: epoch {flags.early_stop_epoch}")
+            ax.axvline(
+                flags.early_stop_epoch,
+                color="C3",
+                lw=2,
+                alpha=0.5,
+                label=f"early stop: epoch {flags.early_stop_epoch}",
+            )
         ax.set_ylabel("alpha")
         ax.set_title("Training monitor: layer alphas by epoch")
         ax.legend(loc="best", fontsize="small")
         if extra:
             bx = axes[1]
             for k, name in enumerate(extra):
-                bx.plot(epochs, history[name].values, "o-", ms=3, color=f"C{k % 10}",
-                        label=name)
+                bx.plot(epochs, history[name].values, "o-", ms=3, color=f"C{k % 10}", label=name)
             bx.set_ylabel("metric")
             bx.legend(loc="best", fontsize="small")
         axes[-1].set_xlabel("epoch")
@@ -396,8 +436,9 @@ def _summary_of(details: xr.Dataset) -> dict[str, float]:
     return _as_dict(summary(details))
 
 
-def _history(records: Sequence[_Record], layer_metrics: Sequence[str],
-             threshold: float) -> xr.Dataset:
+def _history(
+    records: Sequence[_Record], layer_metrics: Sequence[str], threshold: float
+) -> xr.Dataset:
     """Assemble the records into the history Dataset (layers: union, by layer_id then name)."""
     info: dict[str, tuple[str, int, str, int]] = {}
     for r in records:
@@ -426,8 +467,9 @@ def _history(records: Sequence[_Record], layer_metrics: Sequence[str],
     }
     if any(info[lab][3] >= 0 for lab in labels):
         coords["slice_id"] = ("layer", np.array([info[lab][3] for lab in labels]))
-    return xr.Dataset(data, coords=coords,
-                      attrs={"rmtkit": "Monitor history", "alpha_threshold": threshold})
+    return xr.Dataset(
+        data, coords=coords, attrs={"rmtkit": "Monitor history", "alpha_threshold": threshold}
+    )
 
 
 def _records_from_history(history: xr.Dataset) -> list[_Record]:
@@ -442,8 +484,10 @@ def _records_from_history(history: xr.Dataset) -> list[_Record]:
     labels = [str(v) for v in coord("label", "")]
     names, ids = coord("name", ""), coord("layer_id", -1)
     kinds, slices = coord("kind", ""), coord("slice_id", -1)
-    info = {lab: (str(names[j]), int(ids[j]), str(kinds[j]), int(slices[j]))
-            for j, lab in enumerate(labels)}
+    info = {
+        lab: (str(names[j]), int(ids[j]), str(kinds[j]), int(slices[j]))
+        for j, lab in enumerate(labels)
+    }
     per_layer = [k for k in history.data_vars if history[k].dims == ("epoch", "layer")]
     per_layer_t = {k: history[k].transpose("epoch", "layer").values for k in per_layer}
     scalars = [k for k in history.data_vars if history[k].dims == ("epoch",)]
@@ -454,8 +498,14 @@ def _records_from_history(history: xr.Dataset) -> list[_Record]:
             vals = {k: float(per_layer_t[k][i, j]) for k in per_layer}
             if any(np.isfinite(v) for v in vals.values()):
                 layers[lab] = vals
-        records.append(_Record(int(epoch), layers, {lab: info[lab] for lab in layers},
-                               {k: float(history[k].values[i]) for k in scalars}))
+        records.append(
+            _Record(
+                int(epoch),
+                layers,
+                {lab: info[lab] for lab in layers},
+                {k: float(history[k].values[i]) for k in scalars},
+            )
+        )
     return records
 
 
@@ -482,7 +532,8 @@ def _make_keras_monitor():
         import keras
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
-            "rmtkit.monitor.KerasMonitor needs Keras 3: pip install 'rmtkit[keras]'") from err
+            "rmtkit.monitor.KerasMonitor needs Keras 3: pip install 'rmtkit[keras]'"
+        ) from err
 
     class KerasMonitor(keras.callbacks.Callback):
         """Keras 3 callback: ``monitor(model, epoch, **logs)`` at the end of every epoch.
@@ -498,8 +549,9 @@ def _make_keras_monitor():
             Analyse every ``every`` epochs only (analysis of a large model takes time).
         """
 
-        def __init__(self, monitor: Monitor | None = None, *, stop_training: bool = False,
-                     every: int = 1):
+        def __init__(
+            self, monitor: Monitor | None = None, *, stop_training: bool = False, every: int = 1
+        ):
             super().__init__()
             self.monitor = Monitor() if monitor is None else monitor
             self.stop_on_signal = bool(stop_training)

@@ -35,8 +35,11 @@ def _run(title: str, cmd: list[str], env: dict | None = None) -> None:
     start = time.monotonic()
     print(f"== {title}: {' '.join(cmd)}", flush=True)
     done = subprocess.run(cmd, cwd=ROOT, env=env)
-    print(f"== {title}: {'ok' if done.returncode == 0 else 'FAILED'} "
-          f"({time.monotonic() - start:.0f} s)", flush=True)
+    print(
+        f"== {title}: {'ok' if done.returncode == 0 else 'FAILED'} "
+        f"({time.monotonic() - start:.0f} s)",
+        flush=True,
+    )
     if done.returncode != 0:
         sys.exit(done.returncode)
 
@@ -52,22 +55,34 @@ def _core_env() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true",
-                        help="gates and the fast subset only (no core-only environment)")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="gates and the fast subset only (no core-only environment)",
+    )
     args = parser.parse_args(argv)
     pytest = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     _run("lint", [PYTHON, "-m", "ruff", "check", "."])
     _run("format", [PYTHON, "-m", "ruff", "format", "--check", "."])
     _run("doctests", [*pytest, "--doctest-modules", "rmtkit/core"])
-    _run("annotations (jaxtyping + beartype)",
-         [*pytest, "--jaxtyping-packages=rmtkit.core,beartype.beartype", "-m", "not bad_input",
-          "tests/core"])
+    _run(
+        "annotations (jaxtyping + beartype)",
+        [
+            *pytest,
+            "--jaxtyping-packages=rmtkit.core,beartype.beartype",
+            "-m",
+            "not bad_input",
+            "tests/core",
+        ],
+    )
     if args.fast:
         _run("fast subset", [*pytest, "-n", "auto", "-m", "not slow"])
         return 0
     core = _core_env()
-    _run("core tests, core-only environment",
-         [str(core), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/core"])
+    _run(
+        "core tests, core-only environment",
+        [str(core), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/core"],
+    )
     _run("suite", [*pytest, "-n", "auto"], env=dict(os.environ, RMTKIT_REQUIRE_ALL_DEPS="1"))
     return 0
 

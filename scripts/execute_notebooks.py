@@ -35,12 +35,17 @@ TIMEOUT = 300
 MAX_BYTES = 400_000
 KERNEL_NAME = "rmtkit-notebooks"
 #: what a reader's Jupyter should start when opening a stored notebook
-STORED_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                     "language": "python"}
+STORED_KERNELSPEC = {
+    "name": "python3",
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+}
 #: run by the kernel before the first cell (not a cell: execution counts start at 1): warnings
 #: are errors, except those ipykernel raises about itself (e.g. at shutdown), which no cell causes
-_STARTUP = ("import warnings; warnings.simplefilter('error'); "
-            "warnings.filterwarnings('default', module='ipykernel')")
+_STARTUP = (
+    "import warnings; warnings.simplefilter('error'); "
+    "warnings.filterwarnings('default', module='ipykernel')"
+)
 
 
 class NotebookError(Exception):
@@ -56,8 +61,14 @@ def kernel_manager(folder: Path) -> AsyncKernelManager:
     spec_dir = Path(folder) / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                 f"--IPKernelApp.exec_lines={_STARTUP}"],
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            f"--IPKernelApp.exec_lines={_STARTUP}",
+        ],
         "display_name": f"Python ({sys.executable})",
         "language": "python",
     }
@@ -71,9 +82,13 @@ def kernel_manager(folder: Path) -> AsyncKernelManager:
 
 def stderr_outputs(nb) -> list[str]:
     """``"cell <i>: <text>"`` for every stderr stream output of ``nb``."""
-    return [f"cell {i}: {out.get('text', '')}" for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "code" for out in cell.get("outputs", [])
-            if out.get("output_type") == "stream" and out.get("name") == "stderr"]
+    return [
+        f"cell {i}: {out.get('text', '')}"
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream" and out.get("name") == "stderr"
+    ]
 
 
 def execute(nb, *, cwd: Path, timeout: float = TIMEOUT, name: str = "notebook") -> float:
@@ -85,9 +100,14 @@ def execute(nb, *, cwd: Path, timeout: float = TIMEOUT, name: str = "notebook") 
     start = time.monotonic()
     deadline = start + timeout
     with tempfile.TemporaryDirectory(prefix="rmtkit-kernel-") as spec_folder:
-        client = NotebookClient(nb, km=kernel_manager(Path(spec_folder)), timeout=int(timeout),
-                                resources={"metadata": {"path": str(cwd)}},
-                                allow_errors=False, record_timing=False)
+        client = NotebookClient(
+            nb,
+            km=kernel_manager(Path(spec_folder)),
+            timeout=int(timeout),
+            resources={"metadata": {"path": str(cwd)}},
+            allow_errors=False,
+            record_timing=False,
+        )
         with client.setup_kernel(cleanup_kc=True):  # shut the kernel down (km is ours)
             info = client.wait_for_reply(client.kc.kernel_info())
             if info is not None and "language_info" in info["content"]:
@@ -95,8 +115,9 @@ def execute(nb, *, cwd: Path, timeout: float = TIMEOUT, name: str = "notebook") 
             for index, cell in enumerate(nb.cells):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise NotebookError(f"{name}: over its {timeout:.0f} s budget before cell "
-                                        f"{index}")
+                    raise NotebookError(
+                        f"{name}: over its {timeout:.0f} s budget before cell {index}"
+                    )
                 client.timeout = max(1, int(left))
                 try:
                     client.execute_cell(cell, index)
@@ -105,8 +126,9 @@ def execute(nb, *, cwd: Path, timeout: float = TIMEOUT, name: str = "notebook") 
                     raise NotebookError(f"{name}, cell {index}: {plain}") from err
     errors = stderr_outputs(nb)
     if errors:
-        raise NotebookError(f"{name} wrote to stderr (warnings are errors here):\n"
-                            + "\n".join(errors))
+        raise NotebookError(
+            f"{name} wrote to stderr (warnings are errors here):\n" + "\n".join(errors)
+        )
     return time.monotonic() - start
 
 
@@ -127,8 +149,12 @@ def _resolve(names: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="names or paths (default: all)")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT,
-                        help=f"budget of one notebook, seconds (default {TIMEOUT})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=TIMEOUT,
+        help=f"budget of one notebook, seconds (default {TIMEOUT})",
+    )
     args = parser.parse_args(argv)
     failed = 0
     for path in _resolve(args.notebooks):

@@ -40,13 +40,29 @@ WIDTH = 92  # signatures longer than this are written one parameter per line
 #: order of the defining modules of the flat ``rmtkit`` namespace (math layer first); modules
 #: not listed here (new ones) follow in alphabetical order. Only the order is chosen by hand.
 MODULE_ORDER = (
-    "rmtkit.core.esd", "rmtkit.core.powerlaw", "rmtkit.core.metrics", "rmtkit.core.mp",
-    "rmtkit.core.tpl", "rmtkit.core.traps", "rmtkit.core.svd", "rmtkit.core.distance",
-    "rmtkit.errors", "rmtkit.collection.load", "rmtkit.collection.data",
-    "rmtkit.collection.tree", "rmtkit.collection.finetune", "rmtkit.analysis.options",
-    "rmtkit.analysis.select", "rmtkit.analysis.analyze", "rmtkit.analysis.many",
-    "rmtkit.analysis.transform", "rmtkit._engine.executor", "rmtkit.plot.layer",
-    "rmtkit.plot.model", "rmtkit.monitor", "rmtkit.facade",
+    "rmtkit.core.esd",
+    "rmtkit.core.powerlaw",
+    "rmtkit.core.metrics",
+    "rmtkit.core.mp",
+    "rmtkit.core.tpl",
+    "rmtkit.core.traps",
+    "rmtkit.core.svd",
+    "rmtkit.core.distance",
+    "rmtkit.errors",
+    "rmtkit.collection.load",
+    "rmtkit.collection.data",
+    "rmtkit.collection.tree",
+    "rmtkit.collection.finetune",
+    "rmtkit.analysis.options",
+    "rmtkit.analysis.select",
+    "rmtkit.analysis.analyze",
+    "rmtkit.analysis.many",
+    "rmtkit.analysis.transform",
+    "rmtkit._engine.executor",
+    "rmtkit.plot.layer",
+    "rmtkit.plot.model",
+    "rmtkit.monitor",
+    "rmtkit.facade",
 )
 
 
@@ -78,8 +94,11 @@ class Namespace:
 def _public_names(module: types.ModuleType) -> list[str]:
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_")
-                 and getattr(v, "__module__", None) == module.__name__]
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        ]
     return list(names)
 
 
@@ -96,8 +115,9 @@ def _namespace_modules() -> list[types.ModuleType]:
         children = [getattr(module, n) for n in _public_names(module)]
         children = [c for c in children if isinstance(c, types.ModuleType)]
         if module is rmtkit:
-            children += [importlib.import_module(f"rmtkit.{n}")
-                         for n in getattr(rmtkit, "_LAZY_MODULES", ())]
+            children += [
+                importlib.import_module(f"rmtkit.{n}") for n in getattr(rmtkit, "_LAZY_MODULES", ())
+            ]
         for child in children:
             visit(child)
 
@@ -125,8 +145,10 @@ def _find_def(modname: str, qualname: str):
     for part in qualname.split("."):
         node = None
         for child in body:
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                    and child.name == part:
+            if (
+                isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                and child.name == part
+            ):
                 node = child
         if node is None:
             return None
@@ -156,8 +178,11 @@ def _constant_home(modname: str, name: str) -> str:
         return modname
     parsed = _module_ast(modname)
     for node in ast.walk(parsed[0]) if parsed else ():
-        if isinstance(node, ast.ImportFrom) and node.module and any(
-                a.name == name and a.asname is None for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and any(a.name == name and a.asname is None for a in node.names)
+        ):
             importlib.import_module(node.module)
             return _constant_home(node.module, name)
     lazy = getattr(sys.modules[modname], "_LAZY", {})
@@ -356,7 +381,8 @@ def _signature(obj, node, *, drop_first: bool = False) -> tuple[list[str], str] 
             text += f" = {value}" if ann_node is not None else f"={value}"
         parts.append(text)
         if p.kind is p.POSITIONAL_ONLY and (
-                i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY):
+            i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY
+        ):
             parts.append("/")
     ret = ""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -413,8 +439,7 @@ def prose_paragraphs(doc: str) -> list[str]:
     """Every paragraph of a docstring that is prose (no literal blocks, no directives)."""
     out = []
     for para in inspect.cleandoc(doc or "").split("\n\n"):
-        if para.strip() not in ("", "::") and not para[0].isspace() \
-                and not para.startswith(".. "):
+        if para.strip() not in ("", "::") and not para[0].isspace() and not para.startswith(".. "):
             para = " ".join(line.strip() for line in para.splitlines())
             out.append(to_markdown(re.sub(r"::$", ":", para)))
     return out
@@ -522,8 +547,12 @@ def _option_row(action: argparse.Action) -> str:
     elif not action.option_strings and action.nargs in ("?", "+"):
         flags = {"?": f"[{flags}]", "+": f"{flags} [{flags} ...]"}[action.nargs]
     help_text = (action.help or "").replace("|", "\\|")
-    if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
-            and action.nargs != 0 and "default" not in help_text:
+    if (
+        action.option_strings
+        and action.default not in (None, False, argparse.SUPPRESS)
+        and action.nargs != 0
+        and "default" not in help_text
+    ):
         help_text = f"{help_text} (default {action.default})".strip()
     return f"| `{flags}` | {f'`{arg}`' if arg else ''} | {help_text} |"
 
@@ -573,8 +602,11 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 (writing nothing) when docs/api.md is not up to date")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 (writing nothing) when docs/api.md is not up to date",
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:

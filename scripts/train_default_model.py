@@ -75,8 +75,13 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, (x_te[:1],), str(OUT / "digits_cnn.onnx"), dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["logits"],
+            model,
+            (x_te[:1],),
+            str(OUT / "digits_cnn.onnx"),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            output_names=["logits"],
             dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
         )
     meta = {
@@ -92,14 +97,22 @@ def main() -> None:
             "Linear(64, 10)",
         ],
         "training": {
-            "optimizer": "Adam", "lr": LR, "weight_decay": WEIGHT_DECAY, "epochs": EPOCHS,
-            "batch_size": BATCH, "loss": "cross-entropy", "split": "train_test_split "
-            "test_size=0.25 stratified, random_state=seed", "seed": SEED,
+            "optimizer": "Adam",
+            "lr": LR,
+            "weight_decay": WEIGHT_DECAY,
+            "epochs": EPOCHS,
+            "batch_size": BATCH,
+            "loss": "cross-entropy",
+            "split": "train_test_split test_size=0.25 stratified, random_state=seed",
+            "seed": SEED,
         },
-        "n_train": len(x_tr), "n_test": len(x_te),
-        "train_accuracy": round(acc_tr, 4), "test_accuracy": round(acc_te, 4),
+        "n_train": len(x_tr),
+        "n_test": len(x_te),
+        "train_accuracy": round(acc_tr, 4),
+        "test_accuracy": round(acc_te, 4),
         "script": "scripts/train_default_model.py",
-        "torch": torch.__version__, "python": platform.python_version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
         "n_params": sum(p.numel() for p in model.parameters()),
     }
     (OUT / "digits_cnn.json").write_text(json.dumps(meta, indent=2) + "\n")

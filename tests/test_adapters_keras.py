@@ -42,8 +42,20 @@ def test_layouts_and_nesting():
     model = build()
     tree = validate_collection(akeras.from_keras(model))
     got = {p: w for p, w in iter_layers(tree)}
-    assert set(got) == {"emb", "mha/query", "mha/key", "mha/value", "mha/attention_output",
-                        "c2", "dw", "c1", "ed", "t2", "block/inner1", "block/inner2"}
+    assert set(got) == {
+        "emb",
+        "mha/query",
+        "mha/key",
+        "mha/value",
+        "mha/attention_output",
+        "c2",
+        "dw",
+        "c1",
+        "ed",
+        "t2",
+        "block/inner1",
+        "block/inner2",
+    }
     layer = {lyr.name: lyr for lyr in model.layers}
 
     def k(name, attr="kernel"):
@@ -68,7 +80,8 @@ def test_layouts_and_nesting():
 
 
 @pytest.mark.filterwarnings(  # Keras's own saving code, with numpy 2
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
 def test_keras_file_round_trip(tmp_path):
     model = build()
     path = tmp_path / "zoo.keras"

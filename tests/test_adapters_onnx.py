@@ -34,8 +34,17 @@ WEIGHTS = {
     "bias": _w(16),  # feeds an Add: not a layer
 }
 W_CONST = _w(5, 4)  # Constant node -> Gemm transB=1 (out, in)
-EXPECTED_ORDER = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MatMul", "MatMul", "Gemm", "Conv",
-                  "Gather"]
+EXPECTED_ORDER = [
+    "Conv",
+    "ConvTranspose",
+    "MatMul",
+    "Gemm",
+    "MatMul",
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "Gather",
+]
 
 
 def _const(name, value):
@@ -46,8 +55,13 @@ def build_model():
     n = helper.make_node
     nodes = [
         n("Conv", ["x", "conv.weight"], ["h1"], name="/conv/Conv", pads=[1, 1, 1, 1]),
-        n("ConvTranspose", ["h1", "deconv.weight"], ["h2"], name="/deconv/ConvTranspose",
-          pads=[1, 1, 1, 1]),
+        n(
+            "ConvTranspose",
+            ["h1", "deconv.weight"],
+            ["h2"],
+            name="/deconv/ConvTranspose",
+            pads=[1, 1, 1, 1],
+        ),
         _const("shape1", np.array([1, 128], np.int64)),
         n("Reshape", ["h2", "shape1"], ["h3"], name="/flat/Reshape"),
         n("Transpose", ["W_t"], ["W_t_T"], name="/fc1/Transpose", perm=[1, 0]),
@@ -69,11 +83,16 @@ def build_model():
     ]
     inits = [numpy_helper.from_array(v, k) for k, v in WEIGHTS.items()]
     graph = helper.make_graph(
-        nodes, "patterns",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
-         helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3])],
-        [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [1, 3, 4]),
-         helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 3, 4])],
+        nodes,
+        "patterns",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y1", TensorProto.FLOAT, [1, 3, 4]),
+            helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 3, 4]),
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -82,13 +101,18 @@ def build_model():
     return model
 
 
-FEEDS = {"x": RNG.normal(size=(1, 3, 8, 8)).astype(np.float32),
-         "ids": np.array([[1, 5, 19]], np.int64)}
+FEEDS = {
+    "x": RNG.normal(size=(1, 3, 8, 8)).astype(np.float32),
+    "ids": np.array([[1, 5, 19]], np.int64),
+}
 
 
 def run(model_or_path):
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(
-        model_or_path)
+    src = (
+        model_or_path.SerializeToString()
+        if hasattr(model_or_path, "SerializeToString")
+        else str(model_or_path)
+    )
     sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
     return sess.run(None, FEEDS)
 
@@ -102,8 +126,9 @@ def test_every_pattern_found_in_order_with_canonical_layout():
     assert "bias" not in got and "shape1" not in got
     W = WEIGHTS
     np.testing.assert_array_equal(got["conv.weight"][1].values, W["conv.weight"])
-    np.testing.assert_array_equal(got["deconv.weight"][1].values,
-                                  W["deconv.weight"].transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(
+        got["deconv.weight"][1].values, W["deconv.weight"].transpose(1, 0, 2, 3)
+    )
     np.testing.assert_array_equal(got["W_t"][1].values, W["W_t"])  # (in,out)^T of W_t^T
     np.testing.assert_array_equal(got["W_half"][1].values, W["W_half"].astype(np.float32).T)
     deq = (W["W_q"].astype(np.float32) - W["W_q_zp"]) * W["W_q_scale"]
@@ -113,8 +138,17 @@ def test_every_pattern_found_in_order_with_canonical_layout():
     np.testing.assert_array_equal(got["conv1d.weight"][1].values, W["conv1d.weight"])
     np.testing.assert_array_equal(got["emb.weight"][1].values, W["emb.weight"])
     kinds = [w.attrs["kind"] for _, w in layers]
-    assert kinds == ["conv2d", "conv2d", "dense", "dense", "dense", "dense", "dense", "conv1d",
-                     "embedding"]
+    assert kinds == [
+        "conv2d",
+        "conv2d",
+        "dense",
+        "dense",
+        "dense",
+        "dense",
+        "dense",
+        "conv1d",
+        "embedding",
+    ]
     assert got["W_q"][1].attrs["dtype"] == "int8" and got["W_half"][1].attrs["dtype"] == "float16"
     assert got["conv.weight"][0] == "conv" and got["W_t"][0] == "fc1"
 
@@ -143,8 +177,9 @@ def test_write_back_round_trip_runs_identically(tmp_path):
     again = aonnx.from_onnx(aonnx.save(model, doubled))
     for (_, w0), (_, w1) in zip(iter_layers(tree), iter_layers(again)):
         factor = 1.0 if w0.attrs["source"] == "W_q" else 2.0
-        np.testing.assert_allclose(w1.values, factor * w0.values, rtol=1e-3 if
-                                   w0.attrs["source"] == "W_half" else 1e-7)
+        np.testing.assert_allclose(
+            w1.values, factor * w0.values, rtol=1e-3 if w0.attrs["source"] == "W_half" else 1e-7
+        )
     # a re-quantized weight that moved by a fraction of a step rounds back
     nudged = _scaled(tree, 1.0 + 1e-4, skip=())
     back = aonnx.from_onnx(aonnx.save(model, nudged))
@@ -154,8 +189,9 @@ def test_write_back_round_trip_runs_identically(tmp_path):
 def test_external_data_is_lazy_and_runs(tmp_path):
     model = build_model()
     path = tmp_path / "ext.onnx"
-    onnx.save_model(model, str(path), save_as_external_data=True, location="ext.data",
-                    size_threshold=0)
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location="ext.data", size_threshold=0
+    )
     assert (tmp_path / "ext.data").stat().st_size > 1000
     tree = aonnx.load(path)
     ref = aonnx.from_onnx(build_model())  # save_model moved `model`'s tensors out
@@ -180,14 +216,20 @@ def qdq_model():
         n("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="/fc/DQ"),
         n("MatMul", ["xd", "wd"], ["y"], name="/fc/MatMul"),
     ]
-    inits = [numpy_helper.from_array(w, "fc.weight"),
-             numpy_helper.from_array(np.array(scale), "ws"),
-             numpy_helper.from_array(np.array(0, np.int8), "wz"),
-             numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
-             numpy_helper.from_array(np.array(3, np.uint8), "xz")]
+    inits = [
+        numpy_helper.from_array(w, "fc.weight"),
+        numpy_helper.from_array(np.array(scale), "ws"),
+        numpy_helper.from_array(np.array(0, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+        numpy_helper.from_array(np.array(3, np.uint8), "xz"),
+    ]
     graph = helper.make_graph(
-        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])], inits)
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model, w, scale
@@ -195,7 +237,7 @@ def qdq_model():
 
 def test_qdq_model_reads_the_fake_quantized_weight_and_round_trips(tmp_path):
     model, w, scale = qdq_model()
-    (path, got), = iter_layers(aonnx.from_onnx(model))
+    ((path, got),) = iter_layers(aonnx.from_onnx(model))
     assert path == "fc" and got.attrs["dtype"] == "float32"
     expected = np.clip(np.rint(w / scale), -128, 127) * scale
     np.testing.assert_allclose(got.values, expected.T, rtol=1e-6)
@@ -210,8 +252,9 @@ def test_qdq_model_reads_the_fake_quantized_weight_and_round_trips(tmp_path):
 @pytest.mark.bad_input
 def test_missing_external_data(tmp_path):
     path = tmp_path / "ext.onnx"
-    onnx.save_model(build_model(), str(path), save_as_external_data=True, location="ext.data",
-                    size_threshold=0)
+    onnx.save_model(
+        build_model(), str(path), save_as_external_data=True, location="ext.data", size_threshold=0
+    )
     (tmp_path / "ext.data").unlink()
     with pytest.raises(MissingDataError, match="ext.data"):
         aonnx.load(path)
@@ -237,7 +280,8 @@ def test_inconsistent_tensor_bytes(tmp_path):
 @pytest.mark.bad_input
 def test_no_analyzable_layer(tmp_path):
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "b"], ["y"])], "g",
+        [helper.make_node("Add", ["x", "b"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
         [numpy_helper.from_array(np.ones(3, np.float32), "b")],

@@ -32,14 +32,23 @@ def test_single_file(tmp_path):
     st_numpy.save_file(TENSORS, str(path))
     tree = validate_collection(ast.load(path))
     got = {p: w for p, w in iter_layers(tree)}
-    assert list(got) == ["model/attn/q", "model/attn/k", "model/attn/v", "model/conv",
-                         "model/embed_tokens", "model/layers/2/mlp", "model/layers/10/mlp"]
+    assert list(got) == [
+        "model/attn/q",
+        "model/attn/k",
+        "model/attn/v",
+        "model/conv",
+        "model/embed_tokens",
+        "model/layers/2/mlp",
+        "model/layers/10/mlp",
+    ]
     assert got["model/embed_tokens"].attrs["kind"] == "embedding"
     assert got["model/embed_tokens"].attrs["dtype"] == "float16"
-    np.testing.assert_array_equal(got["model/layers/10/mlp"].values,
-                                  TENSORS["model.layers.10.mlp.weight"])
-    np.testing.assert_array_equal(got["model/attn/v"].values,
-                                  TENSORS["model.attn.in_proj_weight"][8:])
+    np.testing.assert_array_equal(
+        got["model/layers/10/mlp"].values, TENSORS["model.layers.10.mlp.weight"]
+    )
+    np.testing.assert_array_equal(
+        got["model/attn/v"].values, TENSORS["model.attn.in_proj_weight"][8:]
+    )
 
 
 def test_bfloat16(tmp_path):
@@ -48,7 +57,7 @@ def test_bfloat16(tmp_path):
     w = RNG.normal(size=(4, 3)).astype(ml_dtypes.bfloat16)
     path = tmp_path / "b.safetensors"
     st_numpy.save_file({"fc.weight": w}, str(path))
-    (_, got), = iter_layers(ast.load(path))
+    ((_, got),) = iter_layers(ast.load(path))
     assert got.attrs["dtype"] == "bfloat16"
     np.testing.assert_array_equal(got.values, w.astype(np.float32))
 
@@ -82,7 +91,7 @@ def test_corrupt_headers(tmp_path):
     data = bytearray(path.read_bytes())
     (n,) = struct.unpack("<Q", data[:8])
     bad_json = tmp_path / "json.safetensors"
-    bad_json.write_bytes(data[:8] + b"{" * n + data[8 + n:])
+    bad_json.write_bytes(data[:8] + b"{" * n + data[8 + n :])
     with pytest.raises(CorruptModelError, match="json.safetensors.*invalid JSON"):
         ast.load(bad_json)
     huge = tmp_path / "len.safetensors"
@@ -104,13 +113,14 @@ def test_nan_passes(tmp_path):
     w[1, 2] = np.nan
     path = tmp_path / "nan.safetensors"
     st_numpy.save_file({"fc.weight": w}, str(path))
-    (_, got), = iter_layers(ast.load(path))
+    ((_, got),) = iter_layers(ast.load(path))
     assert np.isnan(got.values[1, 2])
 
 
 def test_sharded_folder_streams_one_tensor_at_a_time(tmp_path):
     spec = importlib.util.spec_from_file_location(
-        "adapters_memory", Path(__file__).parent.parent / "benchmarks" / "adapters_memory.py")
+        "adapters_memory", Path(__file__).parent.parent / "benchmarks" / "adapters_memory.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     largest = bench.write_folder(tmp_path, 64 * 2**20, dim=1024, per_shard=4)  # 8 MiB tensors

@@ -44,8 +44,18 @@ def test_module_layouts():
     m = zoo()
     tree = validate_collection(atorch.from_torch(m))
     got = {p: w for p, w in iter_layers(tree)}
-    assert list(got) == ["emb", "fc", "c1", "c2", "ct", "gpt", "attn/q", "attn/k", "attn/v",
-                         "attn/out_proj"]
+    assert list(got) == [
+        "emb",
+        "fc",
+        "c1",
+        "c2",
+        "ct",
+        "gpt",
+        "attn/q",
+        "attn/k",
+        "attn/v",
+        "attn/out_proj",
+    ]
     assert got["emb"].dims == ("vocab", "dim")
     assert got["c1"].dims == ("fan_out", "fan_in", "k")
     np.testing.assert_array_equal(got["ct"].values, m.ct.weight.detach().numpy().swapaxes(0, 1))
@@ -53,7 +63,7 @@ def test_module_layouts():
     np.testing.assert_array_equal(got["gpt"].values, m.gpt.weight.detach().numpy().T)
     w = m.attn.in_proj_weight.detach().numpy()
     for i, part in enumerate("qkv"):
-        np.testing.assert_array_equal(got[f"attn/{part}"].values, w[8 * i: 8 * (i + 1)])
+        np.testing.assert_array_equal(got[f"attn/{part}"].values, w[8 * i : 8 * (i + 1)])
     assert got["attn/k"].attrs["source_slice"] == "8:16"
 
 
@@ -74,7 +84,7 @@ def test_execution_order_from_example_inputs():
 
 def test_bf16_widened_and_dtype_recorded():
     m = nn.Linear(4, 3).to(torch.bfloat16)
-    (_, w), = iter_layers(atorch.from_torch(m))
+    ((_, w),) = iter_layers(atorch.from_torch(m))
     assert w.dtype == np.float32 and w.attrs["dtype"] == "bfloat16"
 
 
@@ -85,8 +95,12 @@ def test_state_dict_and_file_agree(tmp_path):
     got = {p: w for p, w in iter_layers(tree)}
     assert got["emb"].attrs["kind"] == "embedding"
     assert got["gpt"].attrs["op"] == "Linear"  # "gpt" is not a GPT-2 name: taken as (out, in)
-    assert [p for p in got if p.startswith("attn")] == ["attn/q", "attn/k", "attn/v",
-                                                        "attn/out_proj"]
+    assert [p for p in got if p.startswith("attn")] == [
+        "attn/q",
+        "attn/k",
+        "attn/v",
+        "attn/out_proj",
+    ]
     path = tmp_path / "ckpt.pt"
     torch.save({"state_dict": sd, "epoch": 3}, path)
     tree2 = atorch.load(path)
@@ -96,9 +110,11 @@ def test_state_dict_and_file_agree(tmp_path):
 
 
 def test_gpt2_names_transposed():
-    sd = {"transformer.h.0.attn.c_attn.weight": torch.randn(8, 24),
-          "transformer.h.0.attn.c_attn.bias": torch.randn(24),
-          "transformer.wte.weight": torch.randn(50, 8)}
+    sd = {
+        "transformer.h.0.attn.c_attn.weight": torch.randn(8, 24),
+        "transformer.h.0.attn.c_attn.bias": torch.randn(24),
+        "transformer.wte.weight": torch.randn(50, 8),
+    }
     got = {p: w for p, w in iter_layers(atorch.from_state_dict(sd))}
     assert got["transformer/h/0/attn/c_attn"].shape == (24, 8)
     assert got["transformer/wte"].attrs["kind"] == "embedding"
@@ -136,5 +152,5 @@ def test_nan_passes():
     m = nn.Linear(4, 4)
     with torch.no_grad():
         m.weight[0, 0] = float("nan")
-    (_, w), = iter_layers(atorch.from_torch(m))
+    ((_, w),) = iter_layers(atorch.from_torch(m))
     assert np.isnan(w.values[0, 0])

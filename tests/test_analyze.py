@@ -33,10 +33,28 @@ from rmtkit.core.esd import esd, slices
 from rmtkit.errors import InvalidArgumentError
 
 REF = Path(__file__).parent / "reference"
-BASE_VARS = ["alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "num_evals",
-             "alpha_weighted", "log_alpha_norm", "lambda_max", "spectral_norm", "norm",
-             "log_norm", "log_spectral_norm", "stable_rank", "entropy", "matrix_rank",
-             "rank_loss", "weak_rank_loss", "warning"]
+BASE_VARS = [
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "num_evals",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "lambda_max",
+    "spectral_norm",
+    "norm",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "entropy",
+    "matrix_rank",
+    "rank_loss",
+    "weak_rank_loss",
+    "warning",
+]
 COORDS = {"name", "kind", "layer_id", "N", "M", "Q", "rf"}
 
 
@@ -77,8 +95,9 @@ def test_host_esd_matches_esd(shape, pool):
 
 def test_host_esd_normalize():
     w = rng(2).normal(size=(70, 30))
-    np.testing.assert_allclose(host_esd(w, normalize=True), np.asarray(esd(w, normalize=True)),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        host_esd(w, normalize=True), np.asarray(esd(w, normalize=True)), rtol=1e-10
+    )
 
 
 # --------------------------------------------------------------------------- schema
@@ -112,9 +131,15 @@ def test_describe_is_analyze_without_reading(embedded):
     def boom():
         raise AssertionError("describe read a weight")
 
-    tree = build_tree([("a", weight_node(LazyArray(boom, (100, 64), np.float32), kind="dense")),
-                       ("b", weight_node(LazyArray(boom, (8, 4, 3, 3), np.float32),
-                                         kind="conv2d", layer_id=1))])
+    tree = build_tree(
+        [
+            ("a", weight_node(LazyArray(boom, (100, 64), np.float32), kind="dense")),
+            (
+                "b",
+                weight_node(LazyArray(boom, (8, 4, 3, 3), np.float32), kind="conv2d", layer_id=1),
+            ),
+        ]
+    )
     d = describe(tree)
     assert list(d.num_evals.values) == [64.0, 36.0]
     assert list(d.warning.values) == ["", "too-few-evals"]
@@ -149,9 +174,15 @@ def test_bad_layers_never_raise():
     good = heavy(100, 64)
     nan = good.copy()
     nan[3, 4] = np.nan
-    layers = {"good": good, "nan": nan, "inf": np.full((100, 64), np.inf, np.float32),
-              "zero": np.zeros((100, 64), np.float32), "tiny": heavy(30, 20, 1),
-              "huge": heavy(300, 200, 2), "rank1": np.outer(np.arange(1.0, 101), np.ones(64))}
+    layers = {
+        "good": good,
+        "nan": nan,
+        "inf": np.full((100, 64), np.inf, np.float32),
+        "zero": np.zeros((100, 64), np.float32),
+        "tiny": heavy(30, 20, 1),
+        "huge": heavy(300, 200, 2),
+        "rank1": np.outer(np.arange(1.0, 101), np.ones(64)),
+    }
     d = analyze(from_layers(layers), max_evals=150, progress=False)
     warn = dict(zip(d["name"].values, d["warning"].values))
     assert warn["nan"] == warn["inf"] == "non-finite-weights"
@@ -178,9 +209,15 @@ def test_unreadable_layer_is_a_warning_row():
     def broken():
         raise OSError("disk on fire")
 
-    tree = build_tree([("ok", weight_node(heavy(100, 64), kind="dense")),
-                       ("bad", weight_node(LazyArray(broken, (100, 64), np.float32),
-                                           kind="dense", layer_id=1))])
+    tree = build_tree(
+        [
+            ("ok", weight_node(heavy(100, 64), kind="dense")),
+            (
+                "bad",
+                weight_node(LazyArray(broken, (100, 64), np.float32), kind="dense", layer_id=1),
+            ),
+        ]
+    )
     d = analyze(tree, progress=False)
     assert d.warning.values[1] == "read-failed: disk on fire"
     assert np.isnan(d.alpha.values[1]) and np.isfinite(d.alpha.values[0])
@@ -193,10 +230,13 @@ def test_layers_stream_one_read_each():
         def load():
             reads.append(name)
             return a
+
         return LazyArray(load, a.shape, a.dtype)
 
-    nodes = [(f"l{i}", weight_node(loader(f"l{i}", heavy(100, 64, i)), kind="dense",
-                                   layer_id=i)) for i in range(3)]
+    nodes = [
+        (f"l{i}", weight_node(loader(f"l{i}", heavy(100, 64, i)), kind="dense", layer_id=i))
+        for i in range(3)
+    ]
     nodes.append(("big", weight_node(loader("big", heavy(300, 200)), kind="dense", layer_id=3)))
     analyze(build_tree(nodes), max_evals=100, progress=False)
     assert reads == ["l0", "l1", "l2"]  # each once, in order; the skipped layer never
@@ -207,40 +247,51 @@ def test_layers_stream_one_read_each():
 
 @pytest.fixture(scope="module")
 def four():
-    return from_layers({"enc.a": heavy(100, 64), "enc.b": heavy(100, 64, 1),
-                        "dec.a": heavy(100, 64, 2),
-                        "conv": rng(3).normal(size=(8, 4, 3, 3)).astype(np.float32)})
+    return from_layers(
+        {
+            "enc.a": heavy(100, 64),
+            "enc.b": heavy(100, 64, 1),
+            "dec.a": heavy(100, 64, 2),
+            "conv": rng(3).normal(size=(8, 4, 3, 3)).astype(np.float32),
+        }
+    )
 
 
-@pytest.mark.parametrize("layers, want", [
-    (None, ["enc/a", "enc/b", "dec/a", "conv"]),
-    (1, ["enc/b"]),
-    ([0, 2], ["enc/a", "dec/a"]),
-    ("conv2d", ["conv"]),
-    ("dense", ["enc/a", "enc/b", "dec/a"]),
-    ("enc", ["enc/a", "enc/b"]),
-    ("enc.b", ["enc/b"]),
-    ("*/a", ["enc/a", "dec/a"]),
-    ("enc.*", ["enc/a", "enc/b"]),
-    (["!enc"], ["dec/a", "conv"]),
-    ([0, "conv2d"], ["enc/a", "conv"]),
-    ([-1], ["enc/a", "dec/a", "conv"]),
-    ({"include": ["dense"], "exclude": ["*/b", 2]}, ["enc/a"]),
-])
+@pytest.mark.parametrize(
+    "layers, want",
+    [
+        (None, ["enc/a", "enc/b", "dec/a", "conv"]),
+        (1, ["enc/b"]),
+        ([0, 2], ["enc/a", "dec/a"]),
+        ("conv2d", ["conv"]),
+        ("dense", ["enc/a", "enc/b", "dec/a"]),
+        ("enc", ["enc/a", "enc/b"]),
+        ("enc.b", ["enc/b"]),
+        ("*/a", ["enc/a", "dec/a"]),
+        ("enc.*", ["enc/a", "enc/b"]),
+        (["!enc"], ["dec/a", "conv"]),
+        ([0, "conv2d"], ["enc/a", "conv"]),
+        ([-1], ["enc/a", "dec/a", "conv"]),
+        ({"include": ["dense"], "exclude": ["*/b", 2]}, ["enc/a"]),
+    ],
+)
 def test_select_layers(four, layers, want):
     assert [p for p, _ in select_layers(four, layers)] == want
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("layers, match", [
-    (1.5, "must be an int, a str"),
-    ([None], "entries must be"),
-    ([""], "empty"),
-    ({"only": [1]}, "'include' and 'exclude'"),
-    ({"include": [-1]}, "negative"),
-    ("nothing*", "selects no layer"),
-    (99, "selects no layer"),
-])
+@pytest.mark.parametrize(
+    "layers, match",
+    [
+        (1.5, "must be an int, a str"),
+        ([None], "entries must be"),
+        ([""], "empty"),
+        ({"only": [1]}, "'include' and 'exclude'"),
+        ({"include": [-1]}, "negative"),
+        ("nothing*", "selects no layer"),
+        (99, "selects no layer"),
+    ],
+)
 def test_bad_layer_filters(layers, match):
     def boom():
         raise AssertionError("read a weight")
@@ -251,19 +302,22 @@ def test_bad_layer_filters(layers, match):
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("kw, match", [
-    (dict(fit="XX"), "`fit` must be one of"),
-    (dict(min_evals=60, max_evals=50), "smaller than `min_evals`"),
-    (dict(min_evals=-1), "`min_evals`"),
-    (dict(max_evals=0), "`max_evals`"),
-    (dict(pool="yes"), "`pool`"),
-    (dict(xmax=3), "`xmax`"),
-    (dict(xmin_method="nope"), "`xmin_method`"),
-    (dict(fix_fingers="nope"), "`fix_fingers`"),
-    (dict(fit="TPL", fix_fingers="clip_xmax"), "fit='PL' only"),
-    (dict(lora="both"), "`lora`"),
-    (dict(randomize=True, key="abc"), "`key`"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(fit="XX"), "`fit` must be one of"),
+        (dict(min_evals=60, max_evals=50), "smaller than `min_evals`"),
+        (dict(min_evals=-1), "`min_evals`"),
+        (dict(max_evals=0), "`max_evals`"),
+        (dict(pool="yes"), "`pool`"),
+        (dict(xmax=3), "`xmax`"),
+        (dict(xmin_method="nope"), "`xmin_method`"),
+        (dict(fix_fingers="nope"), "`fix_fingers`"),
+        (dict(fit="TPL", fix_fingers="clip_xmax"), "fit='PL' only"),
+        (dict(lora="both"), "`lora`"),
+        (dict(randomize=True, key="abc"), "`key`"),
+    ],
+)
 def test_invalid_arguments_fail_before_work(kw, match):
     def boom():
         raise AssertionError("read a weight")
@@ -297,9 +351,24 @@ def test_randomize_mp_fit_detx_are_reproducible():
     a = analyze(tree, **kw)
     b = analyze(tree, key=jax.random.key(0), **kw)
     c = analyze(tree, key=3, **kw)
-    for v in ("rand_distance", "max_rand_eval", "ww_softrank", "ww_maxdist", "num_traps",
-              "rand_sigma_mp", "rand_mp_softrank", "rand_bulk_max", "sigma_mp", "bulk_min",
-              "bulk_max", "num_spikes", "mp_softrank", "W_scale", "detX_num", "detX_val"):
+    for v in (
+        "rand_distance",
+        "max_rand_eval",
+        "ww_softrank",
+        "ww_maxdist",
+        "num_traps",
+        "rand_sigma_mp",
+        "rand_mp_softrank",
+        "rand_bulk_max",
+        "sigma_mp",
+        "bulk_min",
+        "bulk_max",
+        "num_spikes",
+        "mp_softrank",
+        "W_scale",
+        "detX_num",
+        "detX_val",
+    ):
         assert v in a.data_vars and np.isfinite(a[v].values).all(), v
     xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
     assert a.max_rand_eval.item() != c.max_rand_eval.item()
@@ -329,8 +398,14 @@ def test_progress_bar_on_stderr(capsys):
 
 def test_summary_ignores_nan_and_keeps_other_dims(embedded):
     s = summary(embedded)
-    assert set(s.data_vars) == {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm",
-                                "log_spectral_norm", "stable_rank"}
+    assert set(s.data_vars) == {
+        "log_norm",
+        "alpha",
+        "alpha_weighted",
+        "log_alpha_norm",
+        "log_spectral_norm",
+        "stable_rank",
+    }
     np.testing.assert_allclose(float(s.alpha), np.nanmean(embedded.alpha.values))
     both = concat({"a": embedded, "b": embedded.isel(layer=slice(0, 3))})
     sb = summary(both)
@@ -376,16 +451,22 @@ def test_model_distances_turn_an_unreadable_layer_into_its_row():
         raise OSError("disk on fire")
 
     a = from_layers({"fc1": heavy(100, 64), "fc2": heavy(64, 100, 1), "fc3": heavy(50, 40, 2)})
-    b = build_tree([("fc1", weight_node(LazyArray(broken, (100, 64), np.float32), kind="dense",
-                                        layer_id=0)),
-                    ("fc2", weight_node(heavy(64, 100, 3), kind="dense", layer_id=1)),
-                    ("fc3", weight_node(np.full((50, 40), np.inf), kind="dense", layer_id=2))])
+    b = build_tree(
+        [
+            (
+                "fc1",
+                weight_node(LazyArray(broken, (100, 64), np.float32), kind="dense", layer_id=0),
+            ),
+            ("fc2", weight_node(heavy(64, 100, 3), kind="dense", layer_id=1)),
+            ("fc3", weight_node(np.full((50, 40), np.inf), kind="dense", layer_id=2)),
+        ]
+    )
     d = model_distances(a, b)
-    assert list(d.warning.values) == ["read-failed: disk on fire", "",
-                                      "non-finite-weights"]
+    assert list(d.warning.values) == ["read-failed: disk on fire", "", "non-finite-weights"]
     assert np.isnan(d.frobenius[0]) and np.isnan(d.cka[2])
-    ref = model_distances(from_layers({"fc2": heavy(64, 100, 1)}),
-                          from_layers({"fc2": heavy(64, 100, 3)}))
+    ref = model_distances(
+        from_layers({"fc2": heavy(64, 100, 1)}), from_layers({"fc2": heavy(64, 100, 3)})
+    )
     assert float(d.frobenius[1]) == float(ref.frobenius[0])
 
 
@@ -402,8 +483,11 @@ def digits_net(torch):
             self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
             self.conv3 = nn.Conv2d(64, 32, 2)
             self.pool = nn.MaxPool2d(2)
-            self.fc1, self.fc2, self.fc3 = nn.Linear(288, 256), nn.Linear(256, 128), \
-                nn.Linear(128, 10)
+            self.fc1, self.fc2, self.fc3 = (
+                nn.Linear(288, 256),
+                nn.Linear(256, 128),
+                nn.Linear(128, 10),
+            )
 
         def forward(self, x):
             x = torch.relu(self.conv1(x))
@@ -433,8 +517,9 @@ def test_torch_and_its_onnx_export_give_equal_details():
     np.testing.assert_array_equal(from_torch.warning, from_onnx.warning)
     reference = json.loads((REF / "ww077_analyze.json").read_text())["analyze_default"]
     ww = {r["name"]: r["alpha"] for r in reference["details"]}
-    np.testing.assert_allclose(from_torch.alpha.values[1:5],
-                               [ww[n] for n in ("conv2", "conv3", "fc1", "fc2")], rtol=1e-9)
+    np.testing.assert_allclose(
+        from_torch.alpha.values[1:5], [ww[n] for n in ("conv2", "conv3", "fc1", "fc2")], rtol=1e-9
+    )
 
 
 def test_onnx_file(embedded):
@@ -444,8 +529,9 @@ def test_onnx_file(embedded):
 
 def test_keras_model():
     keras = require("keras")
-    model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(64, name="d1"),
-                              keras.layers.Dense(128, name="d2")])
+    model = keras.Sequential(
+        [keras.Input((100,)), keras.layers.Dense(64, name="d1"), keras.layers.Dense(128, name="d2")]
+    )
     model.layers[0].set_weights([heavy(100, 64), np.zeros(64, np.float32)])
     d = analyze(model, progress=False)
     assert list(d.N.values) == [100, 128] and list(d.M.values) == [64, 64]
@@ -456,8 +542,10 @@ def test_keras_model():
 def test_safetensors_file_and_pytree(tmp_path):
     st = require("safetensors.numpy")
     w1, w2 = heavy(64, 100), heavy(128, 64, 1)
-    st.save_file({"fc1.weight": w1, "fc1.bias": np.zeros(64, np.float32), "fc2.weight": w2},
-                 str(tmp_path / "m.safetensors"))
+    st.save_file(
+        {"fc1.weight": w1, "fc1.bias": np.zeros(64, np.float32), "fc2.weight": w2},
+        str(tmp_path / "m.safetensors"),
+    )
     d = analyze(tmp_path / "m.safetensors", progress=False)
     assert list(d["name"].values) == ["fc1", "fc2"]
     ref = analyze(from_layers({"fc1": w1, "fc2": w2}), progress=False)

@@ -41,7 +41,8 @@ def test_api_reference_is_up_to_date():
     text = _or_skip(gen.render)
     current = gen.OUTPUT.read_text() if gen.OUTPUT.is_file() else ""
     assert current == text, (
-        f"docs/api.md is out of date with the docstrings: run `{gen.COMMAND}` and commit it.")
+        f"docs/api.md is out of date with the docstrings: run `{gen.COMMAND}` and commit it."
+    )
 
 
 def test_every_public_name_has_a_docstring():
@@ -50,7 +51,8 @@ def test_every_public_name_has_a_docstring():
     assert "rmtkit.adapters.torch.from_torch" in docs and "rmtkit.errors.RmtkitError" in docs
     missing = sorted(name for name, doc in docs.items() if not doc.strip())
     assert not missing, (
-        f"public names without a docstring (constants: a `#:` comment above them): {missing}")
+        f"public names without a docstring (constants: a `#:` comment above them): {missing}"
+    )
 
 
 def test_render_is_deterministic():

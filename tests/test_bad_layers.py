@@ -17,11 +17,29 @@ from rmtkit.analysis.checks import SPECTRUM_MAX
 from rmtkit.collection import LazyArray, build_tree, from_layers, weight_node
 
 #: scale metrics: reported for too-few-evals / rank-deficient / duplicate-evals rows
-SCALE = ("norm", "log_norm", "lambda_max", "spectral_norm", "log_spectral_norm", "stable_rank",
-         "matrix_rank", "rank_loss", "weak_rank_loss", "num_evals")
+SCALE = (
+    "norm",
+    "log_norm",
+    "lambda_max",
+    "spectral_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "matrix_rank",
+    "rank_loss",
+    "weak_rank_loss",
+    "num_evals",
+)
 #: fit-based metrics: NaN on every bad row
-FITTED = ("alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted",
-          "log_alpha_norm")
+FITTED = (
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_alpha_norm",
+)
 #: rows that are not analysed at all (sizes only)
 NOT_ANALYSED = tuple(v for v in SCALE + FITTED + ("entropy",) if v != "num_evals")
 
@@ -40,11 +58,22 @@ GOOD = {"a": heavy(100, 64, 0), "b": heavy(120, 80, 1)}
 
 def node(array, layer_id: int, kind: str = "dense") -> xr.Dataset:
     """A layer node holding ``array`` as it is (no adapter upcast: int, bfloat16 stay)."""
-    dims = ("fan_out", "fan_in", "kh", "kw")[: array.ndim] if kind != "dense" else (
-        "fan_out", "fan_in")
-    return xr.Dataset({"W": (dims, array)}, attrs={
-        "kind": kind, "layer_id": layer_id, "source": f"t{layer_id}", "framework": "numpy",
-        "op": "array", "dtype": str(array.dtype)})
+    dims = (
+        ("fan_out", "fan_in", "kh", "kw")[: array.ndim]
+        if kind != "dense"
+        else ("fan_out", "fan_in")
+    )
+    return xr.Dataset(
+        {"W": (dims, array)},
+        attrs={
+            "kind": kind,
+            "layer_id": layer_id,
+            "source": f"t{layer_id}",
+            "framework": "numpy",
+            "op": "array",
+            "dtype": str(array.dtype),
+        },
+    )
 
 
 def with_bad(bad: xr.Dataset | np.ndarray) -> xr.DataTree:
@@ -137,14 +166,19 @@ def test_entries_underflowing_the_spectrum():
     assert_nan(row, NOT_ANALYSED)
 
 
-@pytest.mark.parametrize("error", [OSError("disk on fire"), RuntimeError("torch says no"),
-                                   KeyError("shard"), MemoryError()])
+@pytest.mark.parametrize(
+    "error",
+    [OSError("disk on fire"), RuntimeError("torch says no"), KeyError("shard"), MemoryError()],
+)
 def test_reading_raises_anything(error):
     def broken():
         raise error
 
-    row = bad_row(analyze_both(weight_node(LazyArray(broken, (100, 64), np.float32),
-                                           kind="dense", layer_id=1))[0])
+    row = bad_row(
+        analyze_both(
+            weight_node(LazyArray(broken, (100, 64), np.float32), kind="dense", layer_id=1)
+        )[0]
+    )
     assert row.warning.item().startswith("read-failed: ")
     assert_nan(row, NOT_ANALYSED)
 
@@ -225,8 +259,9 @@ def test_single_row_or_column(shape):
     row = bad_row(analyze_both(w)[0])
     assert row.warning.item() == "too-few-evals" and row.num_evals.item() == 1
     assert row.N.item() == 100 and row.M.item() == 1
-    np.testing.assert_allclose(row.lambda_max.item(), float(np.sum(w.astype(float) ** 2)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        row.lambda_max.item(), float(np.sum(w.astype(float) ** 2)), rtol=1e-6
+    )
     row = bad_row(analyze_both(w, min_evals=1)[0])
     assert row.warning.item() == "fit-failed"
     assert_nan(row, FITTED)
@@ -305,20 +340,28 @@ def test_every_bad_layer_at_once_with_every_option():
     q, _ = np.linalg.qr(rng(9).normal(size=(100, 64)))
     nan = heavy(100, 64, 5)
     nan[0, 0] = np.nan
-    bad = {"nan": nan, "zero": np.zeros((100, 64), np.float32),
-           "const": np.full((100, 64), 2.0, np.float32), "orth": q.astype(np.float32),
-           "tiny": heavy(30, 20), "row": np.ones((1, 90), np.float32),
-           "small": heavy(100, 64) * 1e-4, "huge": rng(5).normal(size=(100, 64)) * 1e200}
+    bad = {
+        "nan": nan,
+        "zero": np.zeros((100, 64), np.float32),
+        "const": np.full((100, 64), 2.0, np.float32),
+        "orth": q.astype(np.float32),
+        "tiny": heavy(30, 20),
+        "row": np.ones((1, 90), np.float32),
+        "small": heavy(100, 64) * 1e-4,
+        "huge": rng(5).normal(size=(100, 64)) * 1e200,
+    }
     kw = dict(randomize=True, mp_fit=True, detx=True, key=3, progress=False)
-    nodes = [("a", node(GOOD["a"], 0))] + [(k, node(v, i + 1)) for i, (k, v) in
-                                           enumerate(bad.items())]
+    nodes = [("a", node(GOOD["a"], 0))] + [
+        (k, node(v, i + 1)) for i, (k, v) in enumerate(bad.items())
+    ]
     nodes.append(("b", node(GOOD["b"], len(nodes))))
     d = analyze(build_tree(nodes), **kw)
     ref = analyze(build_tree([("a", node(GOOD["a"], 0)), ("b", node(GOOD["b"], 1))]), **kw)
     ids = {n: i for i, n in enumerate(d["name"].values)}
     # randomization keys fold in layer_id: give the reference the same ids
-    ref_ids = analyze(build_tree([("a", node(GOOD["a"], 0)),
-                                  ("b", node(GOOD["b"], len(nodes) - 1))]), **kw)
+    ref_ids = analyze(
+        build_tree([("a", node(GOOD["a"], 0)), ("b", node(GOOD["b"], len(nodes) - 1))]), **kw
+    )
     assert_rows_identical(d.isel(layer=[ids["a"], ids["b"]]), ref_ids)
     assert_rows_identical(d.isel(layer=[ids["a"]]), ref.isel(layer=[0]))
     for name in bad:

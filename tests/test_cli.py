@@ -49,8 +49,20 @@ def test_analyze_embedded_model(capsys, tmp_path):
 def test_analyze_onnx_file_options(capsys, tmp_path):
     path = tmp_path / "copy.onnx"
     shutil.copy(MODEL, path)
-    code, out, _ = run(capsys, "analyze", str(path), "-q", "--layers", "dense", "!fc3",
-                       "--min-evals", "8", "--detx", "--out", str(tmp_path / "d.nc"))
+    code, out, _ = run(
+        capsys,
+        "analyze",
+        str(path),
+        "-q",
+        "--layers",
+        "dense",
+        "!fc3",
+        "--min-evals",
+        "8",
+        "--detx",
+        "--out",
+        str(tmp_path / "d.nc"),
+    )
     assert code == 0 and "2 rows" in out and "detX_num" in out
     with xr.open_dataset(tmp_path / "d.nc") as back:
         assert list(back["name"].values) == ["fc1", "fc2"]
@@ -68,8 +80,9 @@ def test_describe(capsys):
 def test_compare(capsys, tmp_path):
     other = tmp_path / "other.onnx"
     shutil.copy(MODEL, other)
-    code, out, _ = run(capsys, "compare", MODEL, str(other), "-q", "--out",
-                       str(tmp_path / "both.nc"))
+    code, out, _ = run(
+        capsys, "compare", MODEL, str(other), "-q", "--out", str(tmp_path / "both.nc")
+    )
     assert code == 0 and "digits_cnn.onnx" in out and "other.onnx" in out
     assert "layers_matched" in out and "frobenius" in out
     with xr.open_dataset(tmp_path / "both.nc") as both:
@@ -91,8 +104,14 @@ def tiny_onnx(path):
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(torch.nn.Sequential(lin).eval(), (torch.zeros(1, 64),), buf,
-                          dynamo=False, opset_version=17, input_names=["x"])
+        torch.onnx.export(
+            torch.nn.Sequential(lin).eval(),
+            (torch.zeros(1, 64),),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+        )
     path.write_bytes(buf.getvalue())
 
 
@@ -109,18 +128,21 @@ def test_sharpen_and_smooth_write_runnable_onnx(capsys, tmp_path):
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("argv, match", [
-    (["analyze", "/no/such/model.onnx"], "/no/such/model.onnx: no such file"),
-    (["describe", "{tmp}/model.txt"], "unknown model file extension '.txt'"),
-    (["analyze", "{tmp}/broken.onnx"], "not a readable ONNX model"),
-    (["analyze", "-q", "--out", "{tmp}/d.xlsx"], "unknown output format '.xlsx'"),
-    (["analyze", "-q", "--out", "/no/such/dir/d.csv"], "does not exist"),
-    (["analyze", "-q", "--layers", "nothing"], "selects no layer"),
-    (["analyze", "-q", "--min-evals", "60", "--max-evals", "50"], "smaller than `min_evals`"),
-    (["compare", MODEL], "at least two models"),
-    (["sharpen", MODEL, "{tmp}/out.pt"], "must be .onnx"),
-    (["sharpen", "{tmp}/nothere.onnx", "{tmp}/out.onnx"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["analyze", "/no/such/model.onnx"], "/no/such/model.onnx: no such file"),
+        (["describe", "{tmp}/model.txt"], "unknown model file extension '.txt'"),
+        (["analyze", "{tmp}/broken.onnx"], "not a readable ONNX model"),
+        (["analyze", "-q", "--out", "{tmp}/d.xlsx"], "unknown output format '.xlsx'"),
+        (["analyze", "-q", "--out", "/no/such/dir/d.csv"], "does not exist"),
+        (["analyze", "-q", "--layers", "nothing"], "selects no layer"),
+        (["analyze", "-q", "--min-evals", "60", "--max-evals", "50"], "smaller than `min_evals`"),
+        (["compare", MODEL], "at least two models"),
+        (["sharpen", MODEL, "{tmp}/out.pt"], "must be .onnx"),
+        (["sharpen", "{tmp}/nothere.onnx", "{tmp}/out.onnx"], "no such file"),
+    ],
+)
 def test_errors_are_one_line(capsys, tmp_path, argv, match):
     (tmp_path / "model.txt").write_text("not a model")
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage-bytes")
@@ -158,11 +180,14 @@ def test_plots(capsys, tmp_path):
         code, _, err = run(capsys, "analyze", "-q", "--plots", str(tmp_path))
         assert code == 1 and "rmtkit.plot" in err
         return
-    code, out, err = run(capsys, "analyze", "-q", "--layers", "fc2", "--plots",
-                         str(tmp_path / "figs"))
+    code, out, err = run(
+        capsys, "analyze", "-q", "--layers", "fc2", "--plots", str(tmp_path / "figs")
+    )
     assert code == 0, err
-    assert sorted(p.suffix for p in (tmp_path / "figs").iterdir()) and \
-        (tmp_path / "figs" / "correlation_flow.png").is_file()
+    assert (
+        sorted(p.suffix for p in (tmp_path / "figs").iterdir())
+        and (tmp_path / "figs" / "correlation_flow.png").is_file()
+    )
 
 
 def test_python_dash_m_and_console_script(tmp_path):

@@ -65,12 +65,18 @@ def keras_twin(model: TinyViT):
     for layer, name in ((embed, "embed"), (ff1, "ff1"), (ff2, "ff2"), (head, "head")):
         layer.set_weights([p[f"{name}.weight"].T, p[f"{name}.bias"]])
     hd = DIM // HEADS
-    mha.set_weights([
-        p["q.weight"].T.reshape(DIM, HEADS, hd), p["q.bias"].reshape(HEADS, hd),
-        p["k.weight"].T.reshape(DIM, HEADS, hd), p["k.bias"].reshape(HEADS, hd),
-        p["v.weight"].T.reshape(DIM, HEADS, hd), p["v.bias"].reshape(HEADS, hd),
-        p["o.weight"].T.reshape(HEADS, hd, DIM), p["o.bias"],
-    ])
+    mha.set_weights(
+        [
+            p["q.weight"].T.reshape(DIM, HEADS, hd),
+            p["q.bias"].reshape(HEADS, hd),
+            p["k.weight"].T.reshape(DIM, HEADS, hd),
+            p["k.bias"].reshape(HEADS, hd),
+            p["v.weight"].T.reshape(DIM, HEADS, hd),
+            p["v.bias"].reshape(HEADS, hd),
+            p["o.weight"].T.reshape(HEADS, hd, DIM),
+            p["o.bias"],
+        ]
+    )
     return km
 
 
@@ -102,14 +108,12 @@ def three():
     with torch.no_grad():
         ref = model(x).numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)  # the twin is the same function
-    return (atorch.from_torch(model), aonnx.from_onnx(export_onnx(model, x)),
-            akeras.from_keras(km))
+    return (atorch.from_torch(model), aonnx.from_onnx(export_onnx(model, x)), akeras.from_keras(km))
 
 
 def test_same_kinds_shapes_and_order(three):
     described = [
-        [(w.attrs["kind"], w.shape, w.attrs["layer_id"]) for _, w in iter_layers(t)]
-        for t in three
+        [(w.attrs["kind"], w.shape, w.attrs["layer_id"]) for _, w in iter_layers(t)] for t in three
     ]
     assert described[0] == described[1] == described[2]
     assert len(described[0]) == 9
@@ -128,6 +132,19 @@ def test_same_matrices_and_spectra(three):
 
 def test_torch_paths(three):
     assert [p for p, _ in iter_layers(three[0])] == [
-        "conv", "embed", "q", "k", "v", "o", "ff1", "ff2", "head"]
+        "conv",
+        "embed",
+        "q",
+        "k",
+        "v",
+        "o",
+        "ff1",
+        "ff2",
+        "head",
+    ]
     assert [p for p, _ in iter_layers(three[2])][2:6] == [
-        "attn/query", "attn/key", "attn/value", "attn/attention_output"]
+        "attn/query",
+        "attn/key",
+        "attn/value",
+        "attn/attention_output",
+    ]

@@ -14,8 +14,9 @@ require("dask.array")
 
 def small_tree(seed: int = 0):
     rng = np.random.default_rng(seed)
-    layers = {f"block{i}/fc": rng.standard_t(3, (260, 130 + 20 * i)).astype(np.float32)
-              for i in range(4)}
+    layers = {
+        f"block{i}/fc": rng.standard_t(3, (260, 130 + 20 * i)).astype(np.float32) for i in range(4)
+    }
     layers["conv"] = rng.standard_normal((40, 20, 3, 3)).astype(np.float32)
     layers["bad"] = np.full((80, 70), np.nan, np.float32)
     return rmtkit.from_layers(layers)
@@ -38,16 +39,18 @@ def test_executor_dask_without_a_client_says_how_to_make_one():
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=":0")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
     with cluster, distributed.Client(cluster) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def local():
-    return analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False,
-                   executor="threads")
+    return analyze(
+        small_tree(), randomize=True, mp_fit=True, key=5, progress=False, executor="threads"
+    )
 
 
 def test_dask_backed_weights_run_on_the_cluster_and_match_local(client, local):
@@ -66,15 +69,16 @@ def test_in_memory_weights_stay_local_unless_asked(client, local, monkeypatch):
 
     calls = []
     real = ex.dask_map
-    monkeypatch.setattr("rmtkit.analysis.collect.dask_map",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        "rmtkit.analysis.collect.dask_map", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False)
     assert out.identical(local) and calls == []
-    out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False,
-                  executor="dask")
+    out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False, executor="dask")
     assert out.identical(local) and calls == [1]
-    out = analyze(small_tree().chunk(), randomize=True, mp_fit=True, key=5, progress=False,
-                  executor=client)
+    out = analyze(
+        small_tree().chunk(), randomize=True, mp_fit=True, key=5, progress=False, executor=client
+    )
     assert out.identical(local) and calls == [1, 1]
 
 
@@ -102,14 +106,32 @@ def test_cli_scheduler_runs_the_layers_on_that_cluster(client, tmp_path, capsys,
 
     rng = np.random.default_rng(4)
     path = tmp_path / "model.safetensors"
-    save_file({f"layer{i}.weight": rng.standard_t(3, (180, 110)).astype(np.float32)
-               for i in range(3)}, str(path))
+    save_file(
+        {f"layer{i}.weight": rng.standard_t(3, (180, 110)).astype(np.float32) for i in range(3)},
+        str(path),
+    )
     address = client.scheduler.address
-    assert cli.main(["analyze", str(path), "-q", "--threads", "1",
-                     "--out", str(tmp_path / "local.csv")]) == 0
+    assert (
+        cli.main(
+            ["analyze", str(path), "-q", "--threads", "1", "--out", str(tmp_path / "local.csv")]
+        )
+        == 0
+    )
     with distributed.get_task_stream(client) as stream:
-        assert cli.main(["analyze", str(path), "-q", "--scheduler", address,
-                         "--out", str(tmp_path / "remote.csv")]) == 0
+        assert (
+            cli.main(
+                [
+                    "analyze",
+                    str(path),
+                    "-q",
+                    "--scheduler",
+                    address,
+                    "--out",
+                    str(tmp_path / "remote.csv"),
+                ]
+            )
+            == 0
+        )
     assert sum("_remote_layer" in str(t["key"]) for t in stream.data) == 3
     assert (tmp_path / "remote.csv").read_text() == (tmp_path / "local.csv").read_text()
     capsys.readouterr()
@@ -127,11 +149,14 @@ def test_real_worker_processes_read_a_lazily_loaded_file(tmp_path):
 
     rng = np.random.default_rng(3)
     path = tmp_path / "model.safetensors"
-    save_file({f"layer{i}.weight": rng.standard_t(3, (200, 120)).astype(np.float32)
-               for i in range(3)}, str(path))
+    save_file(
+        {f"layer{i}.weight": rng.standard_t(3, (200, 120)).astype(np.float32) for i in range(3)},
+        str(path),
+    )
     local = analyze(path, progress=False, executor="threads")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
     with cluster, distributed.Client(cluster):
         remote = analyze(rmtkit.load(path).chunk(), progress=False)
     assert remote.drop_attrs().identical(local.drop_attrs())

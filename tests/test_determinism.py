@@ -23,8 +23,9 @@ from rmtkit.analysis import analyze
 from rmtkit.collection import from_layers
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = dict(randomize=True, mp_fit=True, detx=True, fix_fingers="clip_xmax", key=11,
-               progress=False)
+OPTIONS = dict(
+    randomize=True, mp_fit=True, detx=True, fix_fingers="clip_xmax", key=11, progress=False
+)
 
 #: builds the input in this process and in the fresh one alike
 MODEL_SOURCE = """
@@ -99,15 +100,17 @@ def test_int_seed_and_key_agree():
 def test_fresh_process_is_bit_identical(tmp_path):
     """Another interpreter, another hash seed, one worker thread: the same bytes."""
     out = tmp_path / "details.pkl"
-    script = "\n".join([
-        "import pickle",
-        "import jax",
-        'jax.config.update("jax_enable_x64", True)  # as conftest.py: the same numerics',
-        "from rmtkit.analysis import analyze",
-        MODEL_SOURCE,
-        f"details = analyze(model(), **{OPTIONS!r})",
-        f"pickle.dump(details, open({str(out)!r}, 'wb'))",
-    ])
+    script = "\n".join(
+        [
+            "import pickle",
+            "import jax",
+            'jax.config.update("jax_enable_x64", True)  # as conftest.py: the same numerics',
+            "from rmtkit.analysis import analyze",
+            MODEL_SOURCE,
+            f"details = analyze(model(), **{OPTIONS!r})",
+            f"pickle.dump(details, open({str(out)!r}, 'wb'))",
+        ]
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
     env.update(PYTHONHASHSEED="12345", RMTKIT_THREADS="1")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=env, timeout=600)
@@ -126,9 +129,15 @@ _PY_RANDOM = re.compile(r"^\s*(import random\b|from random import)", re.M)
 _CLOCK_IN_MATH = re.compile(r"\btime\.(time|perf_counter|monotonic)\(")
 
 
-@pytest.mark.parametrize("path", sorted(
-    p.relative_to(ROOT).as_posix() for d in ("rmtkit", "adapters") for p in (ROOT / d).rglob("*.py")
-    if "testing" not in p.parts))
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for d in ("rmtkit", "adapters")
+        for p in (ROOT / d).rglob("*.py")
+        if "testing" not in p.parts
+    ),
+)
 def test_no_global_randomness_in_source(path):
     """Grep audit: no global or unseeded random state; clocks only time progress bars."""
     text = (ROOT / path).read_text()
@@ -142,4 +151,5 @@ def test_no_global_randomness_in_source(path):
 def test_determinism_survives_pickling_the_collection():
     tree = pickle.loads(pickle.dumps(from_layers({"fc": np.eye(70, 60, dtype=np.float32) * 2})))
     assert analyze(tree, progress=False).identical(
-        analyze(from_layers({"fc": np.eye(70, 60, dtype=np.float32) * 2}), progress=False))
+        analyze(from_layers({"fc": np.eye(70, 60, dtype=np.float32) * 2}), progress=False)
+    )

@@ -43,17 +43,23 @@ def test_rank_deficient_slices_get_svd_values():
 @pytest.mark.parametrize("pool", [True, False])
 def test_conv_conventions_are_those_of_the_host_route(pool):
     w = np.random.default_rng(3).standard_normal((64, 16, 3, 3)).astype(np.float32)
-    np.testing.assert_allclose(_device.device_esd(w, pool=pool), _host.host_esd(w, pool=pool),
-                               rtol=1e-5, atol=1e-5 * _host.host_esd(w).max())
+    np.testing.assert_allclose(
+        _device.device_esd(w, pool=pool),
+        _host.host_esd(w, pool=pool),
+        rtol=1e-5,
+        atol=1e-5 * _host.host_esd(w).max(),
+    )
 
 
 def test_analyze_on_the_device_route_agrees_with_the_host_route(monkeypatch):
     rng = np.random.default_rng(4)
-    tree = rmtkit.from_layers({
-        "tall": rng.standard_t(3, (480, 120)).astype(np.float32),
-        "square": rng.standard_t(3, (160, 160)).astype(np.float32),
-        "conv": rng.standard_t(3, (40, 20, 3, 3)).astype(np.float32),
-    })
+    tree = rmtkit.from_layers(
+        {
+            "tall": rng.standard_t(3, (480, 120)).astype(np.float32),
+            "square": rng.standard_t(3, (160, 160)).astype(np.float32),
+            "conv": rng.standard_t(3, (40, 20, 3, 3)).astype(np.float32),
+        }
+    )
     monkeypatch.setenv(_spectra.DEVICE_ENV, "0")
     host = analyze(tree, progress=False)
     monkeypatch.setenv(_spectra.DEVICE_ENV, "1")
@@ -62,6 +68,5 @@ def test_analyze_on_the_device_route_agrees_with_the_host_route(monkeypatch):
     for name in ("matrix_rank", "rank_loss", "weak_rank_loss", "num_evals", "num_pl_spikes"):
         np.testing.assert_array_equal(dev[name].values, host[name].values, err_msg=name)
     for name in ("alpha", "xmin", "lambda_max", "log_norm", "stable_rank", "alpha_weighted"):
-        np.testing.assert_allclose(dev[name].values, host[name].values, rtol=1e-4,
-                                   err_msg=name)
+        np.testing.assert_allclose(dev[name].values, host[name].values, rtol=1e-4, err_msg=name)
     assert list(dev.warning.values) == list(host.warning.values)

@@ -44,15 +44,18 @@ def test_conv_per_slice_jit_vmap():
     rng = np.random.default_rng(1)
     w1, w2 = rng.normal(size=(2, 8, 6, 3, 3))
     np.testing.assert_allclose(distances(w1, w2), np.linalg.norm(w1 - w2), rtol=1e-12)
-    per = [distances(w1[:, :, i, j], w2[:, :, i, j], method="cka")
-           for i in range(3) for j in range(3)]
+    per = [
+        distances(w1[:, :, i, j], w2[:, :, i, j], method="cka") for i in range(3) for j in range(3)
+    ]
     np.testing.assert_allclose(distances(w1, w2, method="cka"), np.mean(per), rtol=1e-12)
     f = jax.jit(distances, static_argnames="method")
     for method in ("frobenius", "cosine", "cka"):
-        np.testing.assert_allclose(f(w1, w2, method=method), distances(w1, w2, method=method),
-                                   rtol=1e-12)
-    batch = jax.vmap(lambda a, b: distances(a, b, method="cka"))(jnp.stack([w1, w2]),
-                                                                jnp.stack([w2, w1]))
+        np.testing.assert_allclose(
+            f(w1, w2, method=method), distances(w1, w2, method=method), rtol=1e-12
+        )
+    batch = jax.vmap(lambda a, b: distances(a, b, method="cka"))(
+        jnp.stack([w1, w2]), jnp.stack([w2, w1])
+    )
     np.testing.assert_allclose(batch, [distances(w1, w2, method="cka")] * 2, rtol=1e-12)
 
 

@@ -26,8 +26,11 @@ def assert_spectrum_close(got, want, rtol=1e-5):
     np.testing.assert_allclose(got[~big], want[~big], atol=1e-6 * want.max())
 
 
-@given(shape=st.sampled_from([(50, 20), (20, 50), (64, 64), (300, 100)]),
-       seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(
+    shape=st.sampled_from([(50, 20), (20, 50), (64, 64), (300, 100)]),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
 def test_dense_matches_float64_svd(shape, seed, scale):
     w = np.random.default_rng(seed).standard_t(3, size=shape) * scale
     assert_spectrum_close(rmtkit.esd(w), svd_evals(w))
@@ -40,8 +43,7 @@ def test_dense_reproduces_a_prescribed_spectrum(p, transpose):
     w = p.w.T if transpose else p.w
     np.testing.assert_allclose(rmtkit.esd(w), p.evals, rtol=1e-10)
     np.testing.assert_allclose(rmtkit.esd(w, method="svd"), p.evals, rtol=1e-10)
-    np.testing.assert_allclose(rmtkit.esd(w, normalize=True), p.evals / max(w.shape),
-                               rtol=1e-10)
+    np.testing.assert_allclose(rmtkit.esd(w, normalize=True), p.evals / max(w.shape), rtol=1e-10)
 
 
 def test_float32_input_is_computed_in_float64_when_enabled():
@@ -96,8 +98,9 @@ def conv_slices(w):
     return [w[(slice(None), slice(None)) + idx] for idx in np.ndindex(*w.shape[2:])]
 
 
-@pytest.mark.parametrize("shape", [(32, 16, 3, 3), (16, 32, 3, 3), (20, 20, 2, 2),
-                                   (24, 12, 5), (12, 24, 5)])
+@pytest.mark.parametrize(
+    "shape", [(32, 16, 3, 3), (16, 32, 3, 3), (20, 20, 2, 2), (24, 12, 5), (12, 24, 5)]
+)
 def test_conv_pooled_is_all_slices_times_half(shape):
     w = np.random.default_rng(5).normal(size=shape)
     want = np.sort(np.concatenate([svd_evals(s) for s in conv_slices(w)])) * 0.5
@@ -117,8 +120,9 @@ def test_conv_unpooled_is_one_row_per_slice_times_rf_half(shape):
 
 
 @settings(max_examples=10)
-@given(st.lists(matrices_with_spectrum(n_cols=(12,), qs=(2.0,)), min_size=4, max_size=4),
-       st.booleans())
+@given(
+    st.lists(matrices_with_spectrum(n_cols=(12,), qs=(2.0,)), min_size=4, max_size=4), st.booleans()
+)
 def test_conv_reproduces_prescribed_slice_spectra(kernels, transpose):
     # slice (i, j) of a 2x2 kernel is kernels[2 i + j] (row-major kernel order)
     mats = [p.w.T if transpose else p.w for p in kernels]
@@ -154,9 +158,15 @@ def test_esd_gradient_is_finite():
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("bad, match", [
-    (np.ones(5), "2-D"), (np.ones((2, 2, 2, 2, 2)), "2-D"), (np.ones((0, 3)), "empty"),
-    (np.ones((3, 3), dtype=complex), "real numbers")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.ones(5), "2-D"),
+        (np.ones((2, 2, 2, 2, 2)), "2-D"),
+        (np.ones((0, 3)), "empty"),
+        (np.ones((3, 3), dtype=complex), "real numbers"),
+    ],
+)
 def test_bad_weights_raise(bad, match):
     with pytest.raises(InvalidWeightsError, match=match):
         rmtkit.esd(bad)

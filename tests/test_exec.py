@@ -68,8 +68,10 @@ def test_worker_count_reads_the_environment(monkeypatch, env, expected):
     assert _exec.worker_count() == (expected or len(os.sched_getaffinity(0)))
 
 
-@pytest.mark.parametrize(("env", "expected"), [("2G", 2 << 30), ("512M", 512 << 20),
-                                               ("1000", 1000), ("", _exec.MEMORY_BUDGET)])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [("2G", 2 << 30), ("512M", 512 << 20), ("1000", 1000), ("", _exec.MEMORY_BUDGET)],
+)
 def test_memory_budget_reads_the_environment(monkeypatch, env, expected):
     monkeypatch.setenv(_exec.MEMORY_ENV, env)
     assert _exec.memory_budget() == expected
@@ -96,8 +98,9 @@ def test_a_fresh_process_loads_the_kernels_from_the_persistent_cache(tmp_path):
     )
     env = dict(os.environ, RMTKIT_JAX_CACHE=str(tmp_path / "cache"))
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        ).stdout
     assert f"DIR {tmp_path / 'cache'}" in out
     entries = list((tmp_path / "cache").iterdir())
     assert entries, "no kernel was written to the persistent cache"
@@ -145,8 +148,7 @@ def test_randomized_spectra_depend_on_the_key_alone():
 
 def test_threads_and_serial_give_bit_identical_details(monkeypatch):
     rng = np.random.default_rng(4)
-    tree = rmtkit.from_layers({f"l{i}": rng.standard_t(3, (150 + 10 * i, 120))
-                               for i in range(5)})
+    tree = rmtkit.from_layers({f"l{i}": rng.standard_t(3, (150 + 10 * i, 120)) for i in range(5)})
     runs = []
     for threads in ("1", "2", "3"):
         monkeypatch.setenv(_exec.THREADS_ENV, threads)
@@ -230,8 +232,13 @@ def test_stored_kernels_are_loaded_by_the_next_process_and_a_corrupt_one_is_repl
     env = dict(os.environ, RMTKIT_JAX_CACHE=str(tmp_path))
 
     def run() -> dict:
-        out = subprocess.run([sys.executable, "-c", _STORE_SCRIPT], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", _STORE_SCRIPT],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])
 
     assert run() == {"compiled": 1, "same": True}
@@ -246,11 +253,19 @@ def test_stored_kernels_are_loaded_by_the_next_process_and_a_corrupt_one_is_repl
 def test_prune_removes_only_stale_kernels_of_other_fingerprints(tmp_path):
     now = 2_000_000_000.0
     old = now - _stored.STALE_SECONDS - 60
-    names = {"mine-old.bin": old, "other-old.bin": old, "other-new.bin": now - 60,
-             "other-old.bin" + _stored.NO_STORE: old, "other-old.txt": old}
+    names = {
+        "mine-old.bin": old,
+        "other-old.bin": old,
+        "other-new.bin": now - 60,
+        "other-old.bin" + _stored.NO_STORE: old,
+        "other-old.txt": old,
+    }
     for name, mtime in names.items():
         (tmp_path / name).write_bytes(b"x")
         os.utime(tmp_path / name, (mtime, mtime))
     _stored._prune(str(tmp_path), "mine", now)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine-old.bin", "other-new.bin",
-                                                          "other-old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mine-old.bin",
+        "other-new.bin",
+        "other-old.txt",
+    ]

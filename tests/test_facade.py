@@ -26,10 +26,27 @@ def watcher():
 def test_analyze_returns_the_details_frame(watcher):
     details = watcher.get_details()
     assert isinstance(details, pd.DataFrame) and len(details) == 5
-    assert list(details.columns[:8]) == ["layer_id", "name", "kind", "layer_type", "N", "M", "Q",
-                                         "rf"]
-    for col in ("alpha", "alpha_weighted", "log_alpha_norm", "log_norm", "log_spectral_norm",
-                "stable_rank", "xmin", "D", "warning"):
+    assert list(details.columns[:8]) == [
+        "layer_id",
+        "name",
+        "kind",
+        "layer_type",
+        "N",
+        "M",
+        "Q",
+        "rf",
+    ]
+    for col in (
+        "alpha",
+        "alpha_weighted",
+        "log_alpha_norm",
+        "log_norm",
+        "log_spectral_norm",
+        "stable_rank",
+        "xmin",
+        "D",
+        "warning",
+    ):
         assert col in details.columns
     ref = analyze(data_path(), progress=False)
     np.testing.assert_allclose(details["alpha"], ref.alpha.values)
@@ -38,8 +55,14 @@ def test_analyze_returns_the_details_frame(watcher):
 def test_get_summary(watcher):
     s = watcher.get_summary()
     assert isinstance(s, pd.Series)
-    assert set(s.index) == {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm",
-                            "log_spectral_norm", "stable_rank"}
+    assert set(s.index) == {
+        "log_norm",
+        "alpha",
+        "alpha_weighted",
+        "log_alpha_norm",
+        "log_spectral_norm",
+        "stable_rank",
+    }
     assert s["alpha"] == pytest.approx(np.nanmean(watcher.get_details()["alpha"]))
     assert watcher.get_summary(watcher.get_details())["alpha"] == pytest.approx(s["alpha"])
 
@@ -90,8 +113,9 @@ def test_svd_sharpness_and_smoothing_on_torch():
     s0 = np.linalg.svd(weight, compute_uv=False)[0]
     assert np.linalg.svd(sharp[0].weight.detach().numpy(), compute_uv=False)[0] < 0.5 * s0
     smooth = ww.SVDSmoothing(percent=0.25)
-    assert np.linalg.matrix_rank(smooth[0].weight.detach().numpy().astype(np.float64),
-                                 tol=1e-4) == 16
+    assert (
+        np.linalg.matrix_rank(smooth[0].weight.detach().numpy().astype(np.float64), tol=1e-4) == 16
+    )
     coll = WeightWatcher(from_layers({"a": weight})).SVDSharpness()
     assert [p for p, _ in iter_layers(coll)] == ["a"]  # a collection in, a collection out
 

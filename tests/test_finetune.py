@@ -32,8 +32,9 @@ def test_base_delta_matches_the_explicit_difference():
     base = {"enc.fc": t((100, 64)), "head": t((64, 100), 1)}
     tuned = {k: v + t(v.shape, 7, 0.05) for k, v in base.items()}
     d = analyze(from_layers(tuned), base=from_layers(base), progress=False)
-    ref = analyze(from_layers({k: tuned[k].astype(np.float64) - base[k] for k in base}),
-                  progress=False)
+    ref = analyze(
+        from_layers({k: tuned[k].astype(np.float64) - base[k] for k in base}), progress=False
+    )
     xr.testing.assert_allclose(d.drop_attrs(), ref.drop_attrs(), rtol=1e-10)
     assert d.attrs["base"] == "DataTree"
 
@@ -42,8 +43,9 @@ def test_base_mismatches_are_warning_rows():
     tuned = from_layers({"a": t((100, 64)), "b": t((100, 64), 1), "c": t((100, 64), 2)})
     base = from_layers({"a": t((100, 64), 3), "b": t((90, 64), 4)})
     tree = delta_collection(tuned, base)
-    np.testing.assert_allclose(layers_of(tree)["a"],
-                               layers_of(tuned)["a"].astype(np.float64) - layers_of(base)["a"])
+    np.testing.assert_allclose(
+        layers_of(tree)["a"], layers_of(tuned)["a"].astype(np.float64) - layers_of(base)["a"]
+    )
     d = describe(tuned, base=base)
     assert list(d.warning.values) == ["", "base-shape-mismatch", "no-base-layer"]
     full = analyze(tuned, base=base, progress=False)
@@ -81,28 +83,41 @@ def write_adapter(folder, *, config=None, extra=None, drop=()):
 
 
 def base_model():
-    return from_layers({"enc.q": t((100, 64), 20), "head": t((64, 100), 21),
-                        "emb": (t((300, 32), 22), "embedding"), "conv": t((8, 3, 3, 3), 23),
-                        "other": t((50, 50), 24)})
+    return from_layers(
+        {
+            "enc.q": t((100, 64), 20),
+            "head": t((64, 100), 21),
+            "emb": (t((300, 32), 22), "embedding"),
+            "conv": t((8, 3, 3, 3), 23),
+            "other": t((50, 50), 24),
+        }
+    )
 
 
 def test_lora_delta_is_scaled_b_times_a(tmp_path):
     tensors = write_adapter(tmp_path / "ad")
-    assert is_lora_adapter(tmp_path / "ad") and is_lora_adapter(tmp_path / "ad" /
-                                                                "adapter_config.json")
+    assert is_lora_adapter(tmp_path / "ad") and is_lora_adapter(
+        tmp_path / "ad" / "adapter_config.json"
+    )
     assert not is_lora_adapter(tmp_path)
     got = layers_of(lora_collection(tmp_path / "ad"))
     s = ALPHA / R
     g = {k: v.astype(np.float64) for k, v in tensors.items()}
     p = "base_model.model."
-    np.testing.assert_allclose(got["enc/q"], s * g[p + "enc.q.lora_B.weight"]
-                               @ g[p + "enc.q.lora_A.weight"], rtol=1e-12)
-    np.testing.assert_allclose(got["head"], s * g[p + "head.lora_B.weight"]
-                               @ g[p + "head.lora_A.weight"], rtol=1e-12)
-    np.testing.assert_allclose(got["emb"], s * (g[p + "emb.lora_embedding_B"]
-                                                @ g[p + "emb.lora_embedding_A"]).T, rtol=1e-12)
-    conv = np.einsum("or,rikl->oikl", g[p + "conv.lora_B.weight"][:, :, 0, 0],
-                     g[p + "conv.lora_A.weight"])
+    np.testing.assert_allclose(
+        got["enc/q"], s * g[p + "enc.q.lora_B.weight"] @ g[p + "enc.q.lora_A.weight"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        got["head"], s * g[p + "head.lora_B.weight"] @ g[p + "head.lora_A.weight"], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        got["emb"],
+        s * (g[p + "emb.lora_embedding_B"] @ g[p + "emb.lora_embedding_A"]).T,
+        rtol=1e-12,
+    )
+    conv = np.einsum(
+        "or,rikl->oikl", g[p + "conv.lora_B.weight"][:, :, 0, 0], g[p + "conv.lora_A.weight"]
+    )
     np.testing.assert_allclose(got["conv"], s * conv, rtol=1e-12)
     tree = lora_collection(tmp_path / "ad")
     kinds = {path: w.attrs["kind"] for path, w in iter_layers(tree)}

@@ -25,8 +25,13 @@ from rmtkit.analysis import analyze, describe, spectra
 from rmtkit.collection import LazyArray, build_tree, weight_node
 from rmtkit.errors import InvalidArgumentError
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 _R = np.random.default_rng(0)
 ARRAYS = {
@@ -35,8 +40,16 @@ ARRAYS = {
     "dec/emb": (_R.normal(size=(120, 60)) * 0.05).astype(np.float32),
 }
 KINDS = {"enc/fc": "dense", "enc/conv": "conv2d", "dec/emb": "embedding"}
-LABELS = {"", "over-trained", "under-trained", "fit-failed", "too-few-evals", "too-many-evals",
-          "rank-deficient", "duplicate-evals"}
+LABELS = {
+    "",
+    "over-trained",
+    "under-trained",
+    "fit-failed",
+    "too-few-evals",
+    "too-many-evals",
+    "rank-deficient",
+    "duplicate-evals",
+}
 
 
 def counted_tree() -> tuple[xr.DataTree, list[str]]:
@@ -47,20 +60,39 @@ def counted_tree() -> tuple[xr.DataTree, list[str]]:
         def load():
             reads.append(name)
             return ARRAYS[name]
+
         return LazyArray(load, ARRAYS[name].shape, np.float32)
 
-    nodes = [(name, weight_node(loader(name), kind=KINDS[name], layer_id=i, source=name))
-             for i, name in enumerate(ARRAYS)]
+    nodes = [
+        (name, weight_node(loader(name), kind=KINDS[name], layer_id=i, source=name))
+        for i, name in enumerate(ARRAYS)
+    ]
     return build_tree(nodes), reads
 
 
 # --------------------------------------------------------------------------- option strategies
 
 #: fit-option sets that compile a kernel (few, shared by all examples)
-FIT_OPTIONS = [{}, {"xmin_method": "median"}, {"xmax": "force"}, {"xmax": -2},
-               {"fix_fingers": "clip_xmax"}, {"xmin_method": "peak", "xmin_max": 10.0}]
-LAYER_FILTERS = [None, 0, "enc/fc", "conv2d", ["dense", "embedding"], ["!enc"], [-1],
-                 {"include": ["enc"], "exclude": ["enc.conv"]}, "*fc", np.array([0, 2])]
+FIT_OPTIONS = [
+    {},
+    {"xmin_method": "median"},
+    {"xmax": "force"},
+    {"xmax": -2},
+    {"fix_fingers": "clip_xmax"},
+    {"xmin_method": "peak", "xmin_max": 10.0},
+]
+LAYER_FILTERS = [
+    None,
+    0,
+    "enc/fc",
+    "conv2d",
+    ["dense", "embedding"],
+    ["!enc"],
+    [-1],
+    {"include": ["enc"], "exclude": ["enc.conv"]},
+    "*fc",
+    np.array([0, 2]),
+]
 
 
 @st.composite
@@ -85,23 +117,66 @@ def valid_options(draw) -> dict:
 
 #: one invalid value or combination per entry (merged into valid options)
 INVALID = [
-    {"fit": "pl"}, {"fit": "XX"}, {"fit": None}, {"fit": ["PL"]}, {"fit": np.array(["PL"])},
-    {"min_evals": -1}, {"min_evals": 1.5}, {"min_evals": "5"}, {"min_evals": True},
-    {"min_evals": None}, {"max_evals": 0}, {"max_evals": -3}, {"max_evals": 2.0},
-    {"max_evals": "x"}, {"max_evals": True}, {"min_evals": 60, "max_evals": 50},
-    {"pool": "yes"}, {"pool": 1}, {"pool": None}, {"randomize": "no"}, {"mp_fit": 0},
-    {"detx": []}, {"progress": "yes"}, {"progress": 2}, {"progress": None},
-    {"xmin_method": "nope"}, {"xmin_method": None}, {"fix_fingers": "clip"},
-    {"fix_fingers": True}, {"xmax": 3}, {"xmax": "Force"}, {"xmax": -(2**40)},
-    {"xmax": 1.5}, {"xmax": True}, {"xmax": np.array([-1])}, {"xmin_max": 0},
-    {"xmin_max": -1.0}, {"xmin_max": float("nan")}, {"xmin_max": float("inf")},
-    {"xmin_max": "10"}, {"xmin_max": True},
-    {"fit": "TPL", "fix_fingers": "clip_xmax"}, {"fit": "E_TPL", "xmax": "force"},
-    {"lora": "both"}, {"lora": None}, {"key": "abc"}, {"key": 1.5}, {"key": True},
-    {"key": 2**70}, {"key": [1, 2, 3]},
-    {"layers": 1.5}, {"layers": [None]}, {"layers": [""]}, {"layers": "nothing*"},
-    {"layers": 99}, {"layers": {"only": [1]}}, {"layers": {"include": [-1]}},
-    {"layers": b"fc"}, {"layers": [[0]]}, {"layers": np.float64(1.0)},
+    {"fit": "pl"},
+    {"fit": "XX"},
+    {"fit": None},
+    {"fit": ["PL"]},
+    {"fit": np.array(["PL"])},
+    {"min_evals": -1},
+    {"min_evals": 1.5},
+    {"min_evals": "5"},
+    {"min_evals": True},
+    {"min_evals": None},
+    {"max_evals": 0},
+    {"max_evals": -3},
+    {"max_evals": 2.0},
+    {"max_evals": "x"},
+    {"max_evals": True},
+    {"min_evals": 60, "max_evals": 50},
+    {"pool": "yes"},
+    {"pool": 1},
+    {"pool": None},
+    {"randomize": "no"},
+    {"mp_fit": 0},
+    {"detx": []},
+    {"progress": "yes"},
+    {"progress": 2},
+    {"progress": None},
+    {"xmin_method": "nope"},
+    {"xmin_method": None},
+    {"fix_fingers": "clip"},
+    {"fix_fingers": True},
+    {"xmax": 3},
+    {"xmax": "Force"},
+    {"xmax": -(2**40)},
+    {"xmax": 1.5},
+    {"xmax": True},
+    {"xmax": np.array([-1])},
+    {"xmin_max": 0},
+    {"xmin_max": -1.0},
+    {"xmin_max": float("nan")},
+    {"xmin_max": float("inf")},
+    {"xmin_max": "10"},
+    {"xmin_max": True},
+    {"fit": "TPL", "fix_fingers": "clip_xmax"},
+    {"fit": "E_TPL", "xmax": "force"},
+    {"lora": "both"},
+    {"lora": None},
+    {"key": "abc"},
+    {"key": 1.5},
+    {"key": True},
+    {"key": 2**70},
+    {"key": [1, 2, 3]},
+    {"layers": 1.5},
+    {"layers": [None]},
+    {"layers": [""]},
+    {"layers": "nothing*"},
+    {"layers": 99},
+    {"layers": {"only": [1]}},
+    {"layers": {"include": [-1]}},
+    {"layers": b"fc"},
+    {"layers": [[0]]},
+    {"layers": np.float64(1.0)},
     {"layers": np.array(5)},
 ]
 
@@ -113,8 +188,10 @@ def options(draw) -> tuple[dict, list[dict]]:
     so the kwargs are invalid exactly when an entry was applied."""
     opts = draw(valid_options())
     n_bad = draw(st.sampled_from([0, 1, 1, 2]))
-    bad = [INVALID[i] for i in draw(st.lists(st.integers(0, len(INVALID) - 1),
-                                             min_size=n_bad, max_size=n_bad))]
+    bad = [
+        INVALID[i]
+        for i in draw(st.lists(st.integers(0, len(INVALID) - 1), min_size=n_bad, max_size=n_bad))
+    ]
     for entry in bad:
         opts.update(entry)
     return opts, bad
@@ -136,8 +213,11 @@ def expected_rows(tree: xr.DataTree, opts: dict) -> list[str]:
 def check_details(d: xr.Dataset, tree, reads: list[str], opts: dict) -> None:
     rows = expected_rows(tree, opts)
     assert list(d["name"].values) == rows
-    too_many = {str(n) for n, w in zip(d["name"].values, d["warning"].values, strict=True)
-                if w == "too-many-evals"}
+    too_many = {
+        str(n)
+        for n, w in zip(d["name"].values, d["warning"].values, strict=True)
+        if w == "too-many-evals"
+    }
     assert sorted(reads) == sorted(set(rows) - too_many)  # each selected layer read once
     for name in ("alpha", "log_norm", "num_evals"):
         assert name in d.data_vars

@@ -35,12 +35,18 @@ MAT_SHAPE = (6, 4)
 CONV_SHAPE = (3, 4, 2, 2)
 KEY = jax.random.key(0)
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 wild = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)
-special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 5e-324, 2.2e-308, 1e-5, 1e308, -1e308,
-                           np.inf, -np.inf, np.nan])
+special = st.sampled_from(
+    [0.0, -0.0, 1.0, -1.0, 5e-324, 2.2e-308, 1e-5, 1e308, -1e308, np.inf, -np.inf, np.nan]
+)
 
 
 @st.composite
@@ -200,8 +206,10 @@ def test_conv_spectra(w):
 
 
 @settings(FUZZ, max_examples=200)
-@given(spectra=st.lists(st.one_of(float_arrays((3,)), float_arrays((SPEC_LEN,))), max_size=4),
-       length=st.one_of(st.none(), st.integers(-2, 300)))
+@given(
+    spectra=st.lists(st.one_of(float_arrays((3,)), float_arrays((SPEC_LEN,))), max_size=4),
+    length=st.one_of(st.none(), st.integers(-2, 300)),
+)
 def test_pad_spectra(spectra, length):
     try:
         out, mask = rmtkit.pad_spectra(spectra, length=length)
@@ -229,10 +237,24 @@ def test_alpha_warning(alpha):
 
 # --------------------------------------------------------------------------- bad shapes / types
 
-BAD_SPECTRA = [np.zeros(0), np.ones((3, 3)), np.float64(2.0), np.ones(4, complex),
-               np.array(["a", "b"]), [[1.0, 2.0], [3.0]], object()]
-BAD_WEIGHTS = [np.zeros((0, 3)), np.ones(3), np.ones((2, 2, 2, 2, 2)), np.float64(1.0),
-               np.ones((3, 2), complex), np.array([["a"]]), [[1.0], [2.0, 3.0]]]
+BAD_SPECTRA = [
+    np.zeros(0),
+    np.ones((3, 3)),
+    np.float64(2.0),
+    np.ones(4, complex),
+    np.array(["a", "b"]),
+    [[1.0, 2.0], [3.0]],
+    object(),
+]
+BAD_WEIGHTS = [
+    np.zeros((0, 3)),
+    np.ones(3),
+    np.ones((2, 2, 2, 2, 2)),
+    np.float64(1.0),
+    np.ones((3, 2), complex),
+    np.array([["a"]]),
+    [[1.0], [2.0, 3.0]],
+]
 
 
 @pytest.mark.bad_input
@@ -292,9 +314,16 @@ def test_regression_svd_of_infinite_entries_returns():
     """LAPACK's SVD with vectors never returned on this matrix (found by this fuzz): the
     sharpened / smoothed slice is NaN now, at once."""
     inf = np.inf
-    w = np.array([[inf, inf, 1e-6, 1e-6], [1e-5, 1e-5, 1e-6, 1e-6], [1e-6, 1e-6, 1e-5, 1e-5],
-                  [1e-5, 1e-6, 1e-6, 1e-6], [1e-6, 1e-6, 1e-6, -2.5e16],
-                  [1e-6, 1e-6, 1e-6, -6.4e189]])
+    w = np.array(
+        [
+            [inf, inf, 1e-6, 1e-6],
+            [1e-5, 1e-5, 1e-6, 1e-6],
+            [1e-6, 1e-6, 1e-5, 1e-5],
+            [1e-5, 1e-6, 1e-6, 1e-6],
+            [1e-6, 1e-6, 1e-6, -2.5e16],
+            [1e-6, 1e-6, 1e-6, -6.4e189],
+        ]
+    )
     assert np.isnan(call(rmtkit.svd_sharpen, w, 1)).all()
     assert np.isnan(call(rmtkit.svd_smooth, w, 2)).all()
 

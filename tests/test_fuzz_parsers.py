@@ -57,7 +57,8 @@ def small_onnx(external: Path | None = None) -> "onnx.ModelProto":
         t("fc2.weight", r.normal(size=(8, 5)).astype(np.float32)),
         t("conv.weight", r.normal(size=(4, 2, 3, 3)).astype(np.float32)),
         t("emb.weight", r.normal(size=(10, 6)).astype(np.float32)),
-        t("sc", np.array([0.1], np.float32)), t("zp", np.array([3], np.uint8)),
+        t("sc", np.array([0.1], np.float32)),
+        t("zp", np.array([3], np.uint8)),
         t("q.weight", r.integers(0, 255, size=(6, 4)).astype(np.uint8)),
         t("shp", np.array([4, 6], np.int64)),
         t("fc3.weight", r.normal(size=(5, 7)).astype(np.float16)),
@@ -75,9 +76,15 @@ def small_onnx(external: Path | None = None) -> "onnx.ModelProto":
         helper.make_node("Gemm", ["h2", "fc3f"], ["h4"], transB=0),
     ]
     graph = helper.make_graph(
-        nodes, "small", [helper.make_tensor_value_info("ids", TensorProto.INT64, [3]),
-                         helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 2, 5, 5])],
-        [helper.make_tensor_value_info("h3", TensorProto.FLOAT, None)], inits)
+        nodes,
+        "small",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [3]),
+            helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 2, 5, 5]),
+        ],
+        [helper.make_tensor_value_info("h3", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph)
     if external is not None:  # fc1 and conv in a side file
         data = b""
@@ -86,8 +93,11 @@ def small_onnx(external: Path | None = None) -> "onnx.ModelProto":
                 raw = init.raw_data
                 init.ClearField("raw_data")
                 init.data_location = TensorProto.EXTERNAL
-                for key, value in (("location", external.name), ("offset", str(len(data))),
-                                   ("length", str(len(raw)))):
+                for key, value in (
+                    ("location", external.name),
+                    ("offset", str(len(data))),
+                    ("length", str(len(raw))),
+                ):
                     init.external_data.add(key=key, value=value)
                 data += raw
         external.write_bytes(data)
@@ -102,8 +112,11 @@ def st_bytes(tensors: dict, header_fn=None) -> bytes:
     header, data = {}, b""
     for name, a in tensors.items():
         raw = a.tobytes()
-        header[name] = {"dtype": ST_DTYPES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [len(data), len(data) + len(raw)]}
+        header[name] = {
+            "dtype": ST_DTYPES[a.dtype],
+            "shape": list(a.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
         data += raw
     header["__metadata__"] = {"format": "pt"}
     if header_fn is not None:
@@ -113,10 +126,13 @@ def st_bytes(tensors: dict, header_fn=None) -> bytes:
 
 
 _R = np.random.default_rng(2)
-ST_TENSORS = {"a.weight": _R.normal(size=(6, 4)).astype(np.float32),
-              "b.weight": _R.normal(size=(3, 5)).astype(np.float16),
-              "c.bias": np.zeros(3, np.float32), "ids": np.arange(3, dtype=np.int64),
-              "conv.weight": _R.normal(size=(2, 3, 2, 2)).astype(np.float32)}
+ST_TENSORS = {
+    "a.weight": _R.normal(size=(6, 4)).astype(np.float32),
+    "b.weight": _R.normal(size=(3, 5)).astype(np.float16),
+    "c.bias": np.zeros(3, np.float32),
+    "ids": np.arange(3, dtype=np.int64),
+    "conv.weight": _R.normal(size=(2, 3, 2, 2)).astype(np.float32),
+}
 
 
 # --------------------------------------------------------------------------- mutations
@@ -142,17 +158,17 @@ def mutate_bytes(b: bytes, rng: np.random.Generator, *, length_field: int | None
         b = b[:k] + b[i:j] + b[k:]
     elif kind == 4:  # delete a chunk
         i = rng.integers(0, len(b))
-        del b[i: i + rng.integers(1, 64)]
+        del b[i : i + rng.integers(1, 64)]
     elif kind == 5:  # a huge protobuf varint (length / tag) anywhere
         i = rng.integers(0, len(b))
-        b[i: i + 5] = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
+        b[i : i + 5] = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
     elif kind == 6:  # swap two chunks
         i, j = sorted(rng.integers(0, len(b), 2))
         n = int(min(rng.integers(1, 32), j - i, len(b) - j))
-        b[i: i + n], b[j: j + n] = b[j: j + n], b[i: i + n]
+        b[i : i + n], b[j : j + n] = b[j : j + n], b[i : i + n]
     else:  # the length field
         value = int(rng.choice([0, 1, len(b), len(b) - 8, 2**63, 2**64 - 1, 100_000_001]))
-        b[length_field: length_field + 8] = struct.pack("<Q", value % 2**64)
+        b[length_field : length_field + 8] = struct.pack("<Q", value % 2**64)
     return bytes(b)
 
 
@@ -214,29 +230,49 @@ def mutate_onnx(model: "onnx.ModelProto", rng: np.random.Generator) -> "onnx.Mod
     elif kind == 3:
         t.data_location = TensorProto.EXTERNAL
         del t.external_data[:]
-        for key, values in (("location", ["nope.bin", "../../etc/passwd", "", "x" * 300]),
-                            ("offset", ["0", "-5", "abc", "99999999999"]),
-                            ("length", ["4", "-1", "zz", "1" * 30])):
+        for key, values in (
+            ("location", ["nope.bin", "../../etc/passwd", "", "x" * 300]),
+            ("offset", ["0", "-5", "abc", "99999999999"]),
+            ("length", ["4", "-1", "zz", "1" * 30]),
+        ):
             if rng.random() < 0.8:
                 t.external_data.add(key=key, value=str(rng.choice(values)))
     elif kind == 4:
-        attrs = [helper.make_attribute("perm", [int(x) for x in rng.integers(-3, 5, 3)]),
-                 helper.make_attribute("group", int(rng.choice([0, -1, 3, 2**40]))),
-                 helper.make_attribute("axis", int(rng.integers(-5, 5))),
-                 helper.make_attribute("block_size", int(rng.choice([0, 1, 3, 2**40, -2]))),
-                 helper.make_attribute("transB", int(rng.integers(-1, 3))),
-                 helper.make_attribute("group", "str"),
-                 helper.make_attribute("to", int(rng.integers(0, 30)))]
+        attrs = [
+            helper.make_attribute("perm", [int(x) for x in rng.integers(-3, 5, 3)]),
+            helper.make_attribute("group", int(rng.choice([0, -1, 3, 2**40]))),
+            helper.make_attribute("axis", int(rng.integers(-5, 5))),
+            helper.make_attribute("block_size", int(rng.choice([0, 1, 3, 2**40, -2]))),
+            helper.make_attribute("transB", int(rng.integers(-1, 3))),
+            helper.make_attribute("group", "str"),
+            helper.make_attribute("to", int(rng.integers(0, 30))),
+        ]
         del node.attribute[:]
         node.attribute.append(attrs[rng.integers(0, len(attrs))])
     elif kind == 5:
-        node.op_type = str(rng.choice(["MatMul", "Gemm", "Conv", "ConvTranspose", "Gather",
-                                       "Reshape", "Transpose", "Cast", "DequantizeLinear",
-                                       "QuantizeLinear", "Identity", "Constant"]))
+        node.op_type = str(
+            rng.choice(
+                [
+                    "MatMul",
+                    "Gemm",
+                    "Conv",
+                    "ConvTranspose",
+                    "Gather",
+                    "Reshape",
+                    "Transpose",
+                    "Cast",
+                    "DequantizeLinear",
+                    "QuantizeLinear",
+                    "Identity",
+                    "Constant",
+                ]
+            )
+        )
     elif kind == 6:
         if node.input:
             node.input[rng.integers(0, len(node.input))] = str(
-                rng.choice([i.name for i in inits] + ["", "missing", node.output[0]]))
+                rng.choice([i.name for i in inits] + ["", "missing", node.output[0]])
+            )
     elif kind == 7:
         for init in inits:
             if init.name == "shp":
@@ -343,14 +379,19 @@ def test_fuzz_onnx_structure(tmp_path, traced):
 
 def test_fuzz_safetensors_bytes(tmp_path, traced):
     base = st_bytes(ST_TENSORS)
-    out = fuzz(tmp_path, lambda i, rng: mutate_bytes(base, rng, length_field=0), 600,
-               ".safetensors")
+    out = fuzz(
+        tmp_path, lambda i, rng: mutate_bytes(base, rng, length_field=0), 600, ".safetensors"
+    )
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
 def test_fuzz_safetensors_header(tmp_path, traced):
-    out = fuzz(tmp_path, lambda i, rng: st_bytes(ST_TENSORS, lambda h: mutate_header(h, rng)),
-               600, ".safetensors")
+    out = fuzz(
+        tmp_path,
+        lambda i, rng: st_bytes(ST_TENSORS, lambda h: mutate_header(h, rng)),
+        600,
+        ".safetensors",
+    )
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
@@ -375,20 +416,24 @@ def _set(name: str, **fields):
     def fn(header):
         header[name].update(fields)
         return header
+
     return fn
 
 
-@pytest.mark.parametrize("fields, match", [
-    (dict(shape=[2**32, 2**32], data_offsets=[0, 0]), "needs 73786976294838206464 bytes"),
-    (dict(shape=[2**64, 1]), "shape must be a list of integers"),
-    (dict(shape=[1e300, 1]), "shape must be a list of integers"),
-    (dict(shape=[True, 24]), "shape must be a list of integers"),
-    (dict(dtype=["F32"]), "dtype must be a string"),
-    (dict(dtype={"a": 1}), "dtype must be a string"),
-    (dict(data_offsets=[0, 2**64]), "data_offsets must be"),
-    (dict(data_offsets=[50, 10]), "data_offsets must be"),
-    (dict(shape=[2**20, 2**20], data_offsets=[0, 16]), "needs 4398046511104 bytes"),
-])
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        (dict(shape=[2**32, 2**32], data_offsets=[0, 0]), "needs 73786976294838206464 bytes"),
+        (dict(shape=[2**64, 1]), "shape must be a list of integers"),
+        (dict(shape=[1e300, 1]), "shape must be a list of integers"),
+        (dict(shape=[True, 24]), "shape must be a list of integers"),
+        (dict(dtype=["F32"]), "dtype must be a string"),
+        (dict(dtype={"a": 1}), "dtype must be a string"),
+        (dict(data_offsets=[0, 2**64]), "data_offsets must be"),
+        (dict(data_offsets=[50, 10]), "data_offsets must be"),
+        (dict(shape=[2**20, 2**20], data_offsets=[0, 16]), "needs 4398046511104 bytes"),
+    ],
+)
 def test_regression_safetensors_header_types(tmp_path, fields, match):
     path = _write_st(tmp_path / "m.safetensors", _set("a.weight", **fields))
     with pytest.raises(CorruptModelError, match=match):
@@ -415,6 +460,7 @@ def test_regression_safetensors_overlap_and_metadata(tmp_path):
 
 def test_one_terabyte_claim_is_refused_before_allocation(tmp_path, traced):
     """A header claiming a 1 TB tensor (shape and offsets consistent) fails on the header."""
+
     def huge(h):
         h["a.weight"].update(shape=[2**18, 2**20], dtype="F32", data_offsets=[0, 2**40])
         return h
@@ -456,37 +502,60 @@ def _set_attr(node, name, value):
     node.attribute.append(helper.make_attribute(name, value))
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda m: _set_attr(_node(m, "Transpose"), "perm", [0, 3]), "not a permutation"),
-    (lambda m: _set_attr(_node(m, "Transpose"), "perm", [1, 1]), "not a permutation"),
-    (lambda m: setattr(_init(m, "fc1.weight"), "data_type", 0), "unknown ONNX data type"),
-    (lambda m: _set_attr(_node(m, "Conv"), "group", "two"), "must be an integer"),
-    (lambda m: _set_attr(_node(m, "Conv"), "group", 0), "group must be >= 1"),
-    (lambda m: _set_attr(_node(m, "Cast"), "to", 99), "unknown ONNX data type"),
-    (lambda m: _init(m, "shp").CopyFrom(numpy_helper.from_array(
-        np.array([5, 7], np.int64), "shp")), "cannot reshape"),
-    (lambda m: _init(m, "shp").CopyFrom(numpy_helper.from_array(
-        np.array([[4, 6]], np.int64), "shp")), "cannot reshape"),
-    (lambda m: _init(m, "sc").CopyFrom(numpy_helper.from_array(
-        np.ones(5, np.float32), "sc")), "do not fit the tensor"),
-    (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, 9), "holds 192 bytes"),
-    (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, -8), "negative dimension"),
-    (lambda m: (_init(m, "fc1.weight").ClearField("raw_data"),
-                _init(m, "fc1.weight").float_data.extend([1.0, 2.0])), "stores 2 values"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda m: _set_attr(_node(m, "Transpose"), "perm", [0, 3]), "not a permutation"),
+        (lambda m: _set_attr(_node(m, "Transpose"), "perm", [1, 1]), "not a permutation"),
+        (lambda m: setattr(_init(m, "fc1.weight"), "data_type", 0), "unknown ONNX data type"),
+        (lambda m: _set_attr(_node(m, "Conv"), "group", "two"), "must be an integer"),
+        (lambda m: _set_attr(_node(m, "Conv"), "group", 0), "group must be >= 1"),
+        (lambda m: _set_attr(_node(m, "Cast"), "to", 99), "unknown ONNX data type"),
+        (
+            lambda m: _init(m, "shp").CopyFrom(
+                numpy_helper.from_array(np.array([5, 7], np.int64), "shp")
+            ),
+            "cannot reshape",
+        ),
+        (
+            lambda m: _init(m, "shp").CopyFrom(
+                numpy_helper.from_array(np.array([[4, 6]], np.int64), "shp")
+            ),
+            "cannot reshape",
+        ),
+        (
+            lambda m: _init(m, "sc").CopyFrom(
+                numpy_helper.from_array(np.ones(5, np.float32), "sc")
+            ),
+            "do not fit the tensor",
+        ),
+        (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, 9), "holds 192 bytes"),
+        (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, -8), "negative dimension"),
+        (
+            lambda m: (
+                _init(m, "fc1.weight").ClearField("raw_data"),
+                _init(m, "fc1.weight").float_data.extend([1.0, 2.0]),
+            ),
+            "stores 2 values",
+        ),
+    ],
+)
 def test_regression_onnx_graph_checks(tmp_path, edit, match):
     with pytest.raises(CorruptModelError, match=match):
         load(_onnx_file(tmp_path / "m.onnx", edit))
 
 
-@pytest.mark.parametrize("entries, error, match", [
-    ({"location": "w.bin", "offset": "abc"}, CorruptModelError, "offset must be an integer"),
-    ({"location": "w.bin", "length": "-1"}, CorruptModelError, "length must be an integer"),
-    ({"location": "../../etc/passwd"}, CorruptModelError, "relative path inside"),
-    ({"location": "/etc/passwd"}, CorruptModelError, "relative path inside"),
-    ({"location": "x" * 5000}, MissingDataError, "does not exist"),
-    ({"offset": "0"}, CorruptModelError, "no location"),
-])
+@pytest.mark.parametrize(
+    "entries, error, match",
+    [
+        ({"location": "w.bin", "offset": "abc"}, CorruptModelError, "offset must be an integer"),
+        ({"location": "w.bin", "length": "-1"}, CorruptModelError, "length must be an integer"),
+        ({"location": "../../etc/passwd"}, CorruptModelError, "relative path inside"),
+        ({"location": "/etc/passwd"}, CorruptModelError, "relative path inside"),
+        ({"location": "x" * 5000}, MissingDataError, "does not exist"),
+        ({"offset": "0"}, CorruptModelError, "no location"),
+    ],
+)
 def test_regression_onnx_external_data_entries(tmp_path, entries, error, match):
     def edit(model):
         t = _init(model, "fc1.weight")
@@ -502,12 +571,12 @@ def test_regression_onnx_external_data_entries(tmp_path, entries, error, match):
 
 def test_regression_huge_block_size_does_not_allocate(tmp_path, traced):
     """A DequantizeLinear block_size of 2**40 used to make np.repeat allocate terabytes."""
+
     def edit(model):
         dq = _node(model, "DequantizeLinear")
         _set_attr(dq, "block_size", 2**40)
         dq.attribute.append(helper.make_attribute("axis", 0))
-        _init(model, "sc").CopyFrom(numpy_helper.from_array(np.full((1, 4), 0.1, np.float32),
-                                                            "sc"))
+        _init(model, "sc").CopyFrom(numpy_helper.from_array(np.full((1, 4), 0.1, np.float32), "sc"))
         _init(model, "zp").CopyFrom(numpy_helper.from_array(np.full((1, 4), 3, np.uint8), "zp"))
 
     tracemalloc.reset_peak()
@@ -519,6 +588,7 @@ def test_regression_huge_block_size_does_not_allocate(tmp_path, traced):
 
 def test_regression_unreadable_typed_data_is_a_typed_error(tmp_path):
     """Tensor data that passes the load-time checks but that onnx cannot decode."""
+
     def edit(model):
         t = _init(model, "fc3.weight")  # float16 stored in int32_data
         t.ClearField("raw_data")

@@ -4,8 +4,17 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "onnx", "onnxruntime", "keras", "tensorflow", "matplotlib", "xarray",
-         "safetensors", "hypothesis")
+HEAVY = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "keras",
+    "tensorflow",
+    "matplotlib",
+    "xarray",
+    "safetensors",
+    "hypothesis",
+)
 
 
 def modules_after(statement: str) -> set[str]:

@@ -16,35 +16,69 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 STDLIB = frozenset(sys.stdlib_module_names)
-FRAMEWORKS = frozenset({"onnx", "onnxruntime", "torch", "keras", "safetensors", "ml_dtypes",
-                        "google", "gguf"})
+FRAMEWORKS = frozenset(
+    {"onnx", "onnxruntime", "torch", "keras", "safetensors", "ml_dtypes", "google", "gguf"}
+)
 
 #: folder (relative to the repository) -> (rmtkit folders it may import, third-party packages).
 #: A folder's own modules are always allowed. "rmtkit" alone is the public top-level API.
 RULES: dict[str, tuple[frozenset, frozenset]] = {
     "rmtkit/errors.py": (frozenset(), frozenset()),
-    "rmtkit/core": (frozenset({"rmtkit.errors"}),
-                    frozenset({"jax", "numpy", "scipy", "jaxtyping"})),
-    "rmtkit/_engine": (frozenset({"rmtkit.errors", "rmtkit.core"}),
-                       frozenset({"jax", "jaxlib", "numpy", "dask", "distributed",
-                                  "threadpoolctl"})),
-    "rmtkit/collection": (frozenset({"rmtkit.errors", "rmtkit.core", "rmtkit.adapters"}),
-                          frozenset({"numpy", "xarray"})),
-    "adapters": (frozenset({"rmtkit.errors", "rmtkit.collection"}),
-                 frozenset({"numpy", "xarray", "jax"}) | FRAMEWORKS),
-    "rmtkit/analysis": (frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core", "rmtkit._engine",
-                                   "rmtkit.collection"}),
-                        frozenset({"numpy", "jax", "xarray", "pandas"})),
-    "rmtkit/plot": (frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core"}),
-                    frozenset({"numpy", "jax", "xarray", "matplotlib"})),
+    "rmtkit/core": (
+        frozenset({"rmtkit.errors"}),
+        frozenset({"jax", "numpy", "scipy", "jaxtyping"}),
+    ),
+    "rmtkit/_engine": (
+        frozenset({"rmtkit.errors", "rmtkit.core"}),
+        frozenset({"jax", "jaxlib", "numpy", "dask", "distributed", "threadpoolctl"}),
+    ),
+    "rmtkit/collection": (
+        frozenset({"rmtkit.errors", "rmtkit.core", "rmtkit.adapters"}),
+        frozenset({"numpy", "xarray"}),
+    ),
+    "adapters": (
+        frozenset({"rmtkit.errors", "rmtkit.collection"}),
+        frozenset({"numpy", "xarray", "jax"}) | FRAMEWORKS,
+    ),
+    "rmtkit/analysis": (
+        frozenset(
+            {"rmtkit", "rmtkit.errors", "rmtkit.core", "rmtkit._engine", "rmtkit.collection"}
+        ),
+        frozenset({"numpy", "jax", "xarray", "pandas"}),
+    ),
+    "rmtkit/plot": (
+        frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core"}),
+        frozenset({"numpy", "jax", "xarray", "matplotlib"}),
+    ),
     "rmtkit/testing": (frozenset(), frozenset({"numpy", "scipy", "hypothesis"})),
 }
 #: the applications: the public API only (top-level names, public namespaces and modules)
 APPS = ("rmtkit/cli.py", "rmtkit/monitor.py", "rmtkit/facade.py", "rmtkit/__main__.py")
-APP_RULE = (frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core", "rmtkit.collection",
-                       "rmtkit.plot", "rmtkit.adapters", "rmtkit.cli"}),
-            frozenset({"numpy", "xarray", "pandas", "matplotlib", "keras", "distributed",
-                       "pyarrow", "fastparquet"}))
+APP_RULE = (
+    frozenset(
+        {
+            "rmtkit",
+            "rmtkit.errors",
+            "rmtkit.core",
+            "rmtkit.collection",
+            "rmtkit.plot",
+            "rmtkit.adapters",
+            "rmtkit.cli",
+        }
+    ),
+    frozenset(
+        {
+            "numpy",
+            "xarray",
+            "pandas",
+            "matplotlib",
+            "keras",
+            "distributed",
+            "pyarrow",
+            "fastparquet",
+        }
+    ),
+)
 
 
 def _folder_of(module: str) -> str:
@@ -70,8 +104,11 @@ def _imports(path: Path):
             for alias in node.names:
                 yield node.lineno, alias.name, ()
         elif isinstance(node, ast.ImportFrom):
-            yield node.lineno, ("." * node.level) + (node.module or ""), tuple(
-                a.name for a in node.names)
+            yield (
+                node.lineno,
+                ("." * node.level) + (node.module or ""),
+                tuple(a.name for a in node.names),
+            )
 
 
 def _check_file(rel: str, path: Path, rule) -> list[str]:
@@ -86,9 +123,12 @@ def _check_file(rel: str, path: Path, rule) -> list[str]:
         root = module.split(".")[0]
         if root == "rmtkit":
             if module == "rmtkit" and names and all(n not in ("_engine",) for n in names):
-                target = {f"rmtkit.{n}" for n in names
-                          if n in ("errors", "core", "collection", "analysis", "plot",
-                                   "adapters", "testing")} or {"rmtkit"}
+                target = {
+                    f"rmtkit.{n}"
+                    for n in names
+                    if n
+                    in ("errors", "core", "collection", "analysis", "plot", "adapters", "testing")
+                } or {"rmtkit"}
             else:
                 target = {_folder_of(module)}
             for folder in target:
@@ -116,9 +156,12 @@ def violations(root: Path = ROOT) -> list[str]:
             rel = path.relative_to(root).as_posix()
             checked.add(rel)
             problems += _check_file(rel, path, rule)
-    unruled = sorted(p.relative_to(root).as_posix() for p in (root / "rmtkit").rglob("*.py")
-                     if p.relative_to(root).as_posix() not in checked
-                     and p.relative_to(root).as_posix() != "rmtkit/__init__.py")
+    unruled = sorted(
+        p.relative_to(root).as_posix()
+        for p in (root / "rmtkit").rglob("*.py")
+        if p.relative_to(root).as_posix() not in checked
+        and p.relative_to(root).as_posix() != "rmtkit/__init__.py"
+    )
     problems += [f"{rel}: no import rule covers this file" for rel in unruled]
     return problems
 
@@ -131,15 +174,18 @@ def test_the_rule_check_fails_on_planted_violations(tmp_path):
     """The check is not vacuous: a copy of the source with planted violations fails it, one
     message per kind of violation."""
     for part in ("rmtkit", "adapters"):
-        shutil.copytree(ROOT / part, tmp_path / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "data"))
+        shutil.copytree(
+            ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__", "data")
+        )
     assert violations(tmp_path) == []
     (tmp_path / "rmtkit" / "core" / "planted.py").write_text(
         "import xarray\n"
         "from rmtkit.analysis.checks import plan\n"
-        "def f():\n    from rmtkit.collection.tree import iter_layers\n")
+        "def f():\n    from rmtkit.collection.tree import iter_layers\n"
+    )
     (tmp_path / "rmtkit" / "plot" / "planted.py").write_text(
-        "from rmtkit.analysis.checks import _as_float\nimport rmtkit._engine.host\n")
+        "from rmtkit.analysis.checks import _as_float\nimport rmtkit._engine.host\n"
+    )
     (tmp_path / "rmtkit" / "new_folder").mkdir()
     (tmp_path / "rmtkit" / "new_folder" / "x.py").write_text("import numpy\n")
     found = violations(tmp_path)

@@ -22,7 +22,7 @@ def test_datatree_passthrough_and_validation():
 
 
 def test_pytree_dispatch():
-    (p, w), = iter_layers(load({"dense": {"kernel": np.ones((4, 3))}}))
+    ((p, w),) = iter_layers(load({"dense": {"kernel": np.ones((4, 3))}}))
     assert p == "dense" and w.shape == (3, 4)
 
 
@@ -46,11 +46,12 @@ def test_paths_dispatch(tmp_path):
     w = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     st.save_file({"fc.weight": w}, str(tmp_path / "a.safetensors"))
     for target in (tmp_path / "a.safetensors", tmp_path):
-        (_, got), = iter_layers(load(target))
+        ((_, got),) = iter_layers(load(target))
         np.testing.assert_array_equal(got.values, w)
     (tmp_path / "x.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"fc.weight": "a.safetensors"}}))
-    (_, got), = iter_layers(load(tmp_path / "x.safetensors.index.json"))
+        json.dumps({"weight_map": {"fc.weight": "a.safetensors"}})
+    )
+    ((_, got),) = iter_layers(load(tmp_path / "x.safetensors.index.json"))
     np.testing.assert_array_equal(got.values, w)
 
 
@@ -72,10 +73,12 @@ def test_objects_dispatch(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/fc/MatMul")], "g",
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/fc/MatMul")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-        [numpy_helper.from_array(np.ones((4, 3), np.float32), "W")])
+        [numpy_helper.from_array(np.ones((4, 3), np.float32), "W")],
+    )
     model = helper.make_model(g)
     assert [p for p, _ in iter_layers(load(model))] == ["fc"]
     onnx.save_model(model, str(tmp_path / "m.onnx"))

@@ -25,8 +25,10 @@ RUNS = 100
 #: RSS growth allowed between run 10 and run 100 (a leak of one 100x64 float32 W per run
 #: would be 2.3 MB; of one Dataset per run, ~1.5 MB)
 RSS_SLACK_MB = 20.0
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                  "/jax/core/compile/backend_compile_duration")
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 def _rss_mb() -> float:
@@ -46,16 +48,29 @@ def _small_onnx(path: Path) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     r = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((r.standard_t(3, size=s) * 0.1).astype(np.float32), n)
-             for n, s in (("fc1.weight", (100, 64)), ("fc2.weight", (64, 80)),
-                          ("conv.weight", (16, 8, 3, 3)))]
-    nodes = [helper.make_node("Gemm", ["x", "fc1.weight"], ["h"], transB=1),
-             helper.make_node("MatMul", ["h", "fc2.weight"], ["y"]),
-             helper.make_node("Conv", ["img", "conv.weight"], ["c"])]
+    inits = [
+        numpy_helper.from_array((r.standard_t(3, size=s) * 0.1).astype(np.float32), n)
+        for n, s in (
+            ("fc1.weight", (100, 64)),
+            ("fc2.weight", (64, 80)),
+            ("conv.weight", (16, 8, 3, 3)),
+        )
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "fc1.weight"], ["h"], transB=1),
+        helper.make_node("MatMul", ["h", "fc2.weight"], ["y"]),
+        helper.make_node("Conv", ["img", "conv.weight"], ["c"]),
+    ]
     graph = helper.make_graph(
-        nodes, "long", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64]),
-                        helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 8, 5, 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+        nodes,
+        "long",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64]),
+            helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 8, 5, 5]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     path.write_bytes(helper.make_model(graph).SerializeToString())
     return path
 

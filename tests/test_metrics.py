@@ -23,13 +23,19 @@ def reference_metrics(lam: np.ndarray, alpha: float, n_rows: int) -> dict:
     p = lam / lam.sum()
     p = p[p > 0]
     return dict(
-        lambda_max=lam.max(), norm=lam.sum(), log_norm=np.log10(lam.sum()),
-        log_spectral_norm=np.log10(lam.max()), stable_rank=lam.sum() / lam.max(),
+        lambda_max=lam.max(),
+        norm=lam.sum(),
+        log_norm=np.log10(lam.sum()),
+        log_spectral_norm=np.log10(lam.max()),
+        stable_rank=lam.sum() / lam.max(),
         alpha_weighted=alpha * np.log10(lam.max()),
         log_alpha_norm=np.log10(np.sum(lam**alpha)),
-        entropy=-np.sum(p * np.log(p)) / np.log(rank), matrix_rank=rank,
-        rank_loss=lam.size - rank, weak_rank_loss=int(np.sum(lam < 1e-6)),
-        num_evals=lam.size)
+        entropy=-np.sum(p * np.log(p)) / np.log(rank),
+        matrix_rank=rank,
+        rank_loss=lam.size - rank,
+        weak_rank_loss=int(np.sum(lam < 1e-6)),
+        num_evals=lam.size,
+    )
 
 
 @pytest.mark.parametrize("shape, rank", [((80, 40), None), ((40, 80), None), ((100, 50), 10)])
@@ -41,8 +47,7 @@ def test_metrics_match_numpy(shape, rank):
     alpha = 2.7
     # rank-deficient: the zero singular values must be resolved, which needs the SVD route
     evals = rmtkit.esd(w, method="svd" if rank else "gram")
-    got = rmtkit.spectral_metrics(evals, alpha=alpha, n_rows=max(shape),
-                                  n_cols=min(shape))
+    got = rmtkit.spectral_metrics(evals, alpha=alpha, n_rows=max(shape), n_cols=min(shape))
     for name, value in numpy_metrics(w, alpha).items():
         np.testing.assert_allclose(float(getattr(got, name)), value, rtol=1e-9, err_msg=name)
 
@@ -78,14 +83,18 @@ def test_masked_padding_is_invisible_and_vmap_equals_loop():
     spectra = [rmtkit.esd(rng.normal(size=(50, m))) for m in (10, 25, 40)]
     padded, mask = rmtkit.pad_spectra(spectra)
     alphas = np.array([2.0, 3.0, 4.5])
-    batched = jax.jit(jax.vmap(lambda e, m, a: rmtkit.spectral_metrics(e, m, alpha=a, n_rows=50))
-                      )(padded, mask, alphas)
+    batched = jax.jit(jax.vmap(lambda e, m, a: rmtkit.spectral_metrics(e, m, alpha=a, n_rows=50)))(
+        padded, mask, alphas
+    )
     for row, (e, a) in enumerate(zip(spectra, alphas, strict=True)):
         single = rmtkit.spectral_metrics(e, alpha=a, n_rows=50)
         for name in rmtkit.SpectralMetrics._fields:
-            np.testing.assert_allclose(np.asarray(getattr(batched, name))[row],
-                                       np.asarray(getattr(single, name)), rtol=1e-12,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(getattr(batched, name))[row],
+                np.asarray(getattr(single, name)),
+                rtol=1e-12,
+                err_msg=name,
+            )
 
 
 def test_nan_alpha_propagates_only_to_alpha_metrics():
@@ -94,8 +103,10 @@ def test_nan_alpha_propagates_only_to_alpha_metrics():
     assert float(m.stable_rank) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("alpha, label", [(1.5, "over-trained"), (3.0, ""), (7.0, "under-trained"),
-                                          (float("nan"), "fit-failed")])
+@pytest.mark.parametrize(
+    "alpha, label",
+    [(1.5, "over-trained"), (3.0, ""), (7.0, "under-trained"), (float("nan"), "fit-failed")],
+)
 def test_alpha_warning(alpha, label):
     assert rmtkit.alpha_warning(alpha) == label
 

@@ -20,10 +20,17 @@ def details_of(alphas, names=None):
     names = names or [f"fc{i}" for i in range(n)]
     alphas = np.asarray(alphas, dtype=np.float64)
     return xr.Dataset(
-        {"alpha": ("layer", alphas), "log_norm": ("layer", np.ones(n)),
-         "warning": ("layer", np.array([""] * n, dtype=object))},
-        coords={"name": ("layer", names), "kind": ("layer", ["dense"] * n),
-                "layer_id": ("layer", np.arange(n))})
+        {
+            "alpha": ("layer", alphas),
+            "log_norm": ("layer", np.ones(n)),
+            "warning": ("layer", np.array([""] * n, dtype=object)),
+        },
+        coords={
+            "name": ("layer", names),
+            "kind": ("layer", ["dense"] * n),
+            "layer_id": ("layer", np.arange(n)),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,8 +40,13 @@ def details_of(alphas, names=None):
 def test_rows_history_and_flags_from_ready_analyses(tmp_path):
     path = tmp_path / "run" / "alpha.nc"
     mon = Monitor(path)
-    trajectory = [[7.0, 5.0, 4.0], [6.5, 3.0, 2.5], [5.0, 1.9, 2.2], [4.0, 1.5, 1.8],
-                  [3.0, 2.4, 1.6]]
+    trajectory = [
+        [7.0, 5.0, 4.0],
+        [6.5, 3.0, 2.5],
+        [5.0, 1.9, 2.2],
+        [4.0, 1.5, 1.8],
+        [3.0, 2.4, 1.6],
+    ]
     for epoch, alphas in enumerate(trajectory):
         row = mon(details_of(alphas), val_loss=1.0 / (epoch + 1))
         assert int(row.epoch) == epoch
@@ -69,8 +81,11 @@ def test_early_stop_signal_and_crossings_into_under_trained():
     assert flags.early_stop_epoch == 2 and mon.should_stop
     assert flags.under_trained == {"fc1": 1}
     assert flags.over_trained == {"fc0": 2, "fc1": 2}
-    assert flags.events == ((1, "fc1", "under-trained"), (2, "fc0", "over-trained"),
-                            (2, "fc1", "over-trained"))
+    assert flags.events == (
+        (1, "fc1", "under-trained"),
+        (2, "fc0", "over-trained"),
+        (2, "fc1", "over-trained"),
+    )
 
 
 def test_epochs_layers_and_resume(tmp_path):
@@ -115,8 +130,10 @@ def test_monitor_plot(tmp_path):
 
 
 def test_import_does_not_import_keras_or_matplotlib():
-    code = ("import sys, rmtkit.monitor; "
-            "print(sorted({'keras', 'matplotlib', 'torch'} & set(sys.modules)))")
+    code = (
+        "import sys, rmtkit.monitor; "
+        "print(sorted({'keras', 'matplotlib', 'torch'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -130,13 +147,18 @@ def test_torch_training_run_moves_alpha(tmp_path):
     torch = require("torch")
     torch.manual_seed(0)
     d_in, width, n = 64, 128, 2048  # 64 and 128 eigenvalues: the buckets of the other tests
-    teacher = torch.nn.Sequential(torch.nn.Linear(d_in, 32), torch.nn.Tanh(),
-                                  torch.nn.Linear(32, 8))
+    teacher = torch.nn.Sequential(
+        torch.nn.Linear(d_in, 32), torch.nn.Tanh(), torch.nn.Linear(32, 8)
+    )
     x = torch.randn(n, d_in)
     y = teacher(x).detach()
-    model = torch.nn.Sequential(torch.nn.Linear(d_in, width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, 8))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(d_in, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 8),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     mon = Monitor(tmp_path / "torch.nc")
     mon(model, loss=float("nan"))  # epoch 0: at initialisation
@@ -144,7 +166,7 @@ def test_torch_training_run_moves_alpha(tmp_path):
     for _ in range(epochs):
         for i in range(0, n, 64):
             opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x[i:i + 64]), y[i:i + 64])
+            loss = torch.nn.functional.mse_loss(model(x[i : i + 64]), y[i : i + 64])
             loss.backward()
             opt.step()
         mon(model, loss=loss.item())
@@ -163,9 +185,14 @@ def test_keras_callback_records_rows(tmp_path):
     keras = require("keras")
     keras.utils.set_random_seed(0)
     with jax.numpy_rank_promotion("allow"):  # Keras adds biases by rank promotion
-        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, name="h1"),
-                                  keras.layers.Dense(64, name="h2"),
-                                  keras.layers.Dense(1, name="out")])
+        model = keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(128, name="h1"),
+                keras.layers.Dense(64, name="h2"),
+                keras.layers.Dense(1, name="out"),
+            ]
+        )
         model.compile(optimizer="adam", loss="mse")
         x = np.random.default_rng(0).standard_normal((256, 64)).astype("float32")
         y = x[:, :1] * 2.0

@@ -78,8 +78,9 @@ def test_cdf_is_integral_of_pdf_and_mean_is_sigma2(q):
 def test_quantile_inverts_cdf():
     p = jnp.linspace(0.01, 0.99, 33)
     for q in (1.0, 3.0):
-        np.testing.assert_allclose(mp_cdf(mp_quantile(p, Q=q, sigma=0.7), Q=q, sigma=0.7), p,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            mp_cdf(mp_quantile(p, Q=q, sigma=0.7), Q=q, sigma=0.7), p, atol=1e-12
+        )
     assert np.isnan(mp_quantile(1.5, Q=2.0))
     # eager == jit, and elementwise over any shape
     x = jnp.linspace(0.0, 3.0, 12).reshape(3, 4)
@@ -167,6 +168,7 @@ def test_fields_and_units():
 
 def test_scale_invariance_padding_jit_vmap():
     evals = jnp.asarray(wishart_evals(np.random.default_rng(6), 3 * M, M, 3))
+
     def fit(e):
         return fit1_ww(e, 3.0)
 

@@ -24,7 +24,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def _runner():
     spec = importlib.util.spec_from_file_location(
-        "execute_notebooks", ROOT / "scripts" / "execute_notebooks.py")
+        "execute_notebooks", ROOT / "scripts" / "execute_notebooks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -46,11 +47,13 @@ def test_notebook_is_stored_executed_and_small(path):
     counts = [c.execution_count for c in code]
     assert counts == list(range(1, len(code) + 1)), (
         f"{path.name} is not stored executed top to bottom (execution counts {counts}); "
-        "run: python scripts/execute_notebooks.py " + path.stem)
+        "run: python scripts/execute_notebooks.py " + path.stem
+    )
     assert not runner.stderr_outputs(nb), f"{path.name} is stored with stderr output"
     assert path.stat().st_size <= runner.MAX_BYTES, (
         f"{path.name} is {path.stat().st_size} bytes (limit {runner.MAX_BYTES}): "
-        "draw figures at a smaller dpi")
+        "draw figures at a smaller dpi"
+    )
 
 
 @pytest.mark.slow

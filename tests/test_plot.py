@@ -79,10 +79,15 @@ def details_of(alphas, kinds=None, names=None, **extra):
         "warning": ("layer", np.array([rmtkit.alpha_warning(a) for a in alphas], dtype=object)),
     }
     data.update({k: ("layer", np.asarray(v)) for k, v in extra.items()})
-    coords = {"name": ("layer", names), "kind": ("layer", kinds),
-              "layer_id": ("layer", np.arange(n)), "N": ("layer", np.full(n, 256)),
-              "M": ("layer", np.full(n, 128)), "Q": ("layer", np.full(n, 2.0)),
-              "rf": ("layer", np.ones(n, dtype=int))}
+    coords = {
+        "name": ("layer", names),
+        "kind": ("layer", kinds),
+        "layer_id": ("layer", np.arange(n)),
+        "N": ("layer", np.full(n, 256)),
+        "M": ("layer", np.full(n, 128)),
+        "Q": ("layer", np.full(n, 2.0)),
+        "rf": ("layer", np.ones(n, dtype=int)),
+    }
     return xr.Dataset(data, coords=coords)
 
 
@@ -148,8 +153,9 @@ def test_plot_pl_candidates_marks_the_minimum(tmp_path, layer):
 
 def test_plot_randomized_draws_the_trap_line(tmp_path, layer):
     _, evals, rand = layer
-    fig = plot.plot_randomized(evals, rand, max_rand_eval=float(rand.max()),
-                               savefig=tmp_path / "r.png")
+    fig = plot.plot_randomized(
+        evals, rand, max_rand_eval=float(rand.max()), savefig=tmp_path / "r.png"
+    )
     check_png(tmp_path / "r.png")
     xs = [line.get_xdata()[0] for line in fig.axes[0].get_lines()]
     assert any(x == pytest.approx(np.log10(rand.max())) for x in xs)
@@ -171,12 +177,19 @@ def test_plot_mp_overlays_the_fit(tmp_path, layer):
 
 def test_plot_layer_writes_every_panel_with_predictable_names(tmp_path, layer):
     _, evals, rand = layer
-    figs = plot.plot_layer(evals, rand_evals=rand, Q=2.0, name="encoder/layer.0/attn query",
-                           layer_id=7, savefig=tmp_path)
+    figs = plot.plot_layer(
+        evals,
+        rand_evals=rand,
+        Q=2.0,
+        name="encoder/layer.0/attn query",
+        layer_id=7,
+        savefig=tmp_path,
+    )
     assert tuple(figs) == plot.PANELS
     stem = "7_encoder_layer.0_attn_query"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{stem}_{panel}.png" for panel in plot.PANELS)
+        f"{stem}_{panel}.png" for panel in plot.PANELS
+    )
     for panel in plot.PANELS:
         check_png(tmp_path / f"{stem}_{panel}.png")
 
@@ -191,22 +204,26 @@ def test_plot_layer_without_optional_panels(layer):
 
 
 def two_models():
-    a = details_of([2.5, 3.0, 4.2, 5.1, 3.3], kinds=["conv2d", "conv2d", "dense", "dense",
-                                                    "embedding"])
-    b = details_of([3.5, 6.5, 7.0, 4.0, np.nan], kinds=["conv2d", "conv2d", "dense", "dense",
-                                                      "embedding"])
+    a = details_of(
+        [2.5, 3.0, 4.2, 5.1, 3.3], kinds=["conv2d", "conv2d", "dense", "dense", "embedding"]
+    )
+    b = details_of(
+        [3.5, 6.5, 7.0, 4.0, np.nan], kinds=["conv2d", "conv2d", "dense", "dense", "embedding"]
+    )
     return xr.concat([a, b], dim="model").assign_coords(model=["good", "bad"])
 
 
 def test_plot_correlation_flow_one_model(tmp_path):
-    details = details_of([1.8, 2.5, 3.0, 4.2, 6.5], kinds=["conv2d", "conv2d", "dense",
-                                                           "dense", "embedding"])
+    details = details_of(
+        [1.8, 2.5, 3.0, 4.2, 6.5], kinds=["conv2d", "conv2d", "dense", "dense", "embedding"]
+    )
     fig = plot.plot_correlation_flow(details, savefig=tmp_path)
     check_png(tmp_path / "correlation_flow.png", size=(480, 800))
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert {"conv2d", "dense", "embedding"} <= set(labels)
-    offsets = np.concatenate([c.get_offsets() for c in fig.axes[0].collections
-                              if len(c.get_offsets())])
+    offsets = np.concatenate(
+        [c.get_offsets() for c in fig.axes[0].collections if len(c.get_offsets())]
+    )
     assert sorted(offsets[:, 1]) == pytest.approx(sorted(details.alpha.values))
 
 
@@ -216,8 +233,9 @@ def test_plot_correlation_flow_one_series_per_model_and_epoch(tmp_path):
     assert "good" in labels and "bad" in labels
     check_png(tmp_path / "cf.png", size=(480, 800))
     epochs = xr.concat([details_of(np.linspace(6, 3, 5) - e / 4) for e in range(12)], "epoch")
-    fig = plot.plot_correlation_flow(epochs.assign_coords(epoch=np.arange(12)),
-                                     metric="alpha_weighted")
+    fig = plot.plot_correlation_flow(
+        epochs.assign_coords(epoch=np.arange(12)), metric="alpha_weighted"
+    )
     assert fig.axes[0].get_ylabel() == "alpha_weighted"
 
 
@@ -250,11 +268,13 @@ def test_plot_model_writes_the_model_figures(tmp_path):
 
 def small_model():
     rng = np.random.default_rng(3)
-    return from_layers({
-        "features.0": rng.standard_normal((32, 14, 3, 3)),  # conv2d: 9 slices of 32x14
-        "classifier/fc1": heavy_tailed(256, 128, seed=4),
-        "classifier.fc2": rng.standard_normal((10, 128)),   # 10 eigenvalues
-    })
+    return from_layers(
+        {
+            "features.0": rng.standard_normal((32, 14, 3, 3)),  # conv2d: 9 slices of 32x14
+            "classifier/fc1": heavy_tailed(256, 128, seed=4),
+            "classifier.fc2": rng.standard_normal((10, 128)),  # 10 eigenvalues
+        }
+    )
 
 
 def test_plot_layers_without_details_skips_small_layers(tmp_path):
@@ -273,9 +293,14 @@ def test_plot_layers_follows_the_details(tmp_path):
     evals = np.asarray(rmtkit.esd(w))
     fit = fit_pl(evals)
     details = details_of(
-        [float(fit.alpha)], names=["classifier/fc1"], xmin=[float(fit.xmin)],
-        num_pl_spikes=[int(fit.num_pl_spikes)], lambda_max=[float(evals.max())],
-        max_rand_eval=[123.0], sigma_mp=[0.9]).assign_coords(layer_id=("layer", [1]))
+        [float(fit.alpha)],
+        names=["classifier/fc1"],
+        xmin=[float(fit.xmin)],
+        num_pl_spikes=[int(fit.num_pl_spikes)],
+        lambda_max=[float(evals.max())],
+        max_rand_eval=[123.0],
+        sigma_mp=[0.9],
+    ).assign_coords(layer_id=("layer", [1]))
     out = plot.plot_layers(tree, details, savefig=tmp_path, key=jax.random.key(5))
     assert list(out) == ["1_classifier_fc1"]
     assert set(out["1_classifier_fc1"]) == set(plot.PANELS)  # randomized and MP: as analyzed
@@ -330,15 +355,16 @@ def test_plot_model_from_a_real_analysis(tmp_path):
     from rmtkit.analysis import analyze
 
     layers = dict(rmtkit.iter_layers(small_model()))
-    tree = from_layers({name: layers[name].values for name in ("classifier/fc1",
-                                                                "classifier/fc2")})
+    tree = from_layers({name: layers[name].values for name in ("classifier/fc1", "classifier/fc2")})
     details = analyze(tree, randomize=True, progress=False)
     assert list(details.warning.values)[1] == "too-few-evals"
     figs = plot.plot_model(details, savefig=tmp_path, weights=tree)
     assert set(figs["layers"]) == {"0_classifier_fc1"}  # fc2: not fitted, not drawn
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == sorted(["alpha_hist.png", "correlation_flow.png"] + [
-        f"0_classifier_fc1_{panel}.png" for panel in plot.PANELS if panel != "mp"])
+    assert files == sorted(
+        ["alpha_hist.png", "correlation_flow.png"]
+        + [f"0_classifier_fc1_{panel}.png" for panel in plot.PANELS if panel != "mp"]
+    )
     for path in tmp_path.iterdir():
         check_png(path, size=(480, 800) if path.name == "correlation_flow.png" else SIZE)
     # the randomized ESD drawn is the draw the analysis measured (same keys)

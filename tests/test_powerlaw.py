@@ -103,8 +103,9 @@ def brute_force_search(x):
 def test_search_equals_the_plain_loop(sample):
     d, (alpha, xmin, n_tail) = brute_force_search(sample.x)
     f = fit(sample.x)
-    np.testing.assert_allclose([float(f.alpha), float(f.xmin), float(f.D)], [alpha, xmin, d],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        [float(f.alpha), float(f.xmin), float(f.D)], [alpha, xmin, d], rtol=1e-10
+    )
     assert int(f.num_pl_spikes) == n_tail
 
 
@@ -125,7 +126,8 @@ def test_alpha_and_D_are_scale_invariant_and_xmin_scales(sample, c):
 def test_permutation_invariant(sample, seed):
     shuffled = np.random.default_rng(seed).permutation(sample.x)
     assert fit(shuffled) == fit(sample.x) or np.allclose(
-        np.asarray(fit(shuffled)), np.asarray(fit(sample.x)), equal_nan=True)
+        np.asarray(fit(shuffled)), np.asarray(fit(sample.x)), equal_nan=True
+    )
 
 
 @given(pareto_samples(), st.sampled_from([1, 7, 64]), st.booleans())
@@ -136,7 +138,7 @@ def test_padding_is_invisible(sample, n_pad, pad_front):
     if pad_front:
         mask[:n_pad] = False
     else:
-        mask[sample.x.size:] = False
+        mask[sample.x.size :] = False
     a, b = fit(padded, mask), fit(sample.x)
     for name in ("alpha", "xmin", "D", "sigma", "num_pl_spikes", "num_evals"):
         np.testing.assert_allclose(float(getattr(a, name)), float(getattr(b, name)), rtol=1e-12)
@@ -157,8 +159,11 @@ def test_vmap_equals_loop():
     for row, x in enumerate(batch):
         single = fit(x)
         for field in rmtkit.PowerLawFit._fields:
-            np.testing.assert_allclose(np.asarray(getattr(batched, field))[row],
-                                       np.asarray(getattr(single, field)), rtol=1e-12)
+            np.testing.assert_allclose(
+                np.asarray(getattr(batched, field))[row],
+                np.asarray(getattr(single, field)),
+                rtol=1e-12,
+            )
 
 
 @given(pareto_samples(sizes=(128, 512)))
@@ -176,8 +181,9 @@ def test_chunked_scan_matches_the_plain_loop_at_large_n():
     x = pareto(np.random.default_rng(5), 2.5, 3000)  # > one chunk of candidates
     d, (alpha, xmin, _) = brute_force_search(x)
     f = fit(x)
-    np.testing.assert_allclose([float(f.alpha), float(f.xmin), float(f.D)], [alpha, xmin, d],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        [float(f.alpha), float(f.xmin), float(f.D)], [alpha, xmin, d], rtol=1e-10
+    )
 
 
 # --- small n, options -------------------------------------------------------------------------
@@ -214,8 +220,9 @@ def test_median_xmin_is_the_hill_estimator():
     f = rmtkit.fit_pl(x, xmin_method="median")
     tail = x[50:]
     assert float(f.xmin) == x[50]
-    np.testing.assert_allclose(float(f.alpha), 1 + tail.size / np.sum(np.log(tail / x[50])),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        float(f.alpha), 1 + tail.size / np.sum(np.log(tail / x[50])), rtol=1e-12
+    )
 
 
 def test_fixed_xmin_snaps_to_nearest_eigenvalue():
@@ -232,8 +239,9 @@ def test_peak_restricts_xmin_to_the_histogram_peak_range():
     p = 10 ** edges[np.argmax(counts)]
     assert 0.95 * p <= float(f.xmin) <= 1.5 * p
     xs = np.sort(x)
-    ref = min((i for i in range(xs.size - 1) if 0.95 * p <= xs[i] <= 1.5 * p),
-              key=lambda i: ks_at(xs, i))
+    ref = min(
+        (i for i in range(xs.size - 1) if 0.95 * p <= xs[i] <= 1.5 * p), key=lambda i: ks_at(xs, i)
+    )
     assert float(f.xmin) == xs[ref]
 
 
@@ -252,8 +260,9 @@ def test_xmax_options():
     xm, a = float(forced.xmin), float(forced.alpha)
     tail = x[x >= xm]
     cdf = (1 - (tail / xm) ** (1 - a)) / (1 - (tail[-1] / xm) ** (1 - a))
-    np.testing.assert_allclose(float(forced.D), np.max(np.abs(cdf - np.arange(tail.size) /
-                                                              tail.size)), rtol=1e-10)
+    np.testing.assert_allclose(
+        float(forced.D), np.max(np.abs(cdf - np.arange(tail.size) / tail.size)), rtol=1e-10
+    )
     assert np.isnan(float(rmtkit.fit_pl(x[:10], xmax=-6).alpha))  # more than half dropped
 
 
@@ -271,10 +280,17 @@ def test_fix_fingers_drops_planted_fingers():
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("kw, match", [
-    ({"xmin_method": "mode"}, "xmin_method"), ({"xmax": 3}, "xmax"), ({"xmax": "auto"}, "xmax"),
-    ({"fix_fingers": "xmin_peak"}, "fix_fingers"), ({"ci": 1.5}, "ci"),
-    ({"max_fingers": 0}, "max_fingers")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"xmin_method": "mode"}, "xmin_method"),
+        ({"xmax": 3}, "xmax"),
+        ({"xmax": "auto"}, "xmax"),
+        ({"fix_fingers": "xmin_peak"}, "fix_fingers"),
+        ({"ci": 1.5}, "ci"),
+        ({"max_fingers": 0}, "max_fingers"),
+    ],
+)
 def test_bad_options_raise(kw, match):
     with pytest.raises(InvalidArgumentError, match=match):
         rmtkit.fit_pl(np.arange(1.0, 60.0), **kw)

@@ -38,8 +38,9 @@ def test_tour_runs_and_prints_what_the_readme_says():
     claimed = re.search(r"The first two lines print `([^`]*)`.*?and `([^`]*)`", text, flags=re.S)
     assert claimed, "the README no longer quotes the tour's output"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    run = subprocess.run([sys.executable, "-c", tour], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", tour], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert lines[0] == claimed.group(1)

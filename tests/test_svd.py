@@ -46,8 +46,13 @@ def test_clip_shrinks_to_the_bulk_edge(spiked):
 
 
 def test_conv_slices_and_global_ranking():
-    w = jnp.zeros((4, 3, 2, 1)).at[:, :, 0, 0].set(DIAG[:, :3]).at[:, :, 1, 0].set(
-        3.0 * jnp.eye(4, 3))
+    w = (
+        jnp.zeros((4, 3, 2, 1))
+        .at[:, :, 0, 0]
+        .set(DIAG[:, :3])
+        .at[:, :, 1, 0]
+        .set(3.0 * jnp.eye(4, 3))
+    )
     # scalar: the largest singular values over all slices (5, then the three 3s)
     out = svd_sharpen(w, 1)
     np.testing.assert_allclose(out[:, :, 0, 0], DIAG[:, :3].at[0, 0].set(0.0), atol=1e-12)
@@ -76,8 +81,7 @@ def test_sharpen_jit_vmap():
     batch = jax.vmap(svd_sharpen)(ws, ks)
     for i in range(3):
         np.testing.assert_allclose(batch[i], svd_sharpen(ws[i], ks[i]), atol=1e-12)
-        np.testing.assert_allclose(sharpen_jit(ws[i], ks[i]), svd_sharpen(ws[i], ks[i]),
-                                   atol=1e-12)
+        np.testing.assert_allclose(sharpen_jit(ws[i], ks[i]), svd_sharpen(ws[i], ks[i]), atol=1e-12)
 
 
 # ------------------------------------------------------------------------------ smooth
@@ -91,8 +95,9 @@ def test_smooth_closed_form():
     np.testing.assert_allclose(smooth_jit(DIAG, 2), svd_smooth(DIAG, 2), atol=1e-12)
     batch = jax.vmap(svd_smooth)(jnp.stack([DIAG, 2 * DIAG]), jnp.array([1, -1]))
     np.testing.assert_allclose(batch[1], svd_smooth(2 * DIAG, -1), atol=1e-12)
-    np.testing.assert_allclose(svd_smooth(DIAG, method="percent", percent=0.5).diagonal(),
-                               [5, 2, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(
+        svd_smooth(DIAG, method="percent", percent=0.5).diagonal(), [5, 2, 0, 0], atol=1e-12
+    )
 
 
 @settings(max_examples=10)
@@ -113,8 +118,7 @@ def test_smooth_methods_choose_k(spiked):
     assert rank_kept(svd_smooth(w, method="alpha_min")) == n_tail
     # the kept part is the best rank-k approximation
     out = svd_smooth(w, method="rmt")
-    np.testing.assert_allclose(jnp.linalg.norm(w - out), jnp.sqrt(jnp.sum(s[k:] ** 2)),
-                               rtol=1e-10)
+    np.testing.assert_allclose(jnp.linalg.norm(w - out), jnp.sqrt(jnp.sum(s[k:] ** 2)), rtol=1e-10)
 
 
 # ------------------------------------------------------------------------------ detX

@@ -31,8 +31,9 @@ FEW = settings(max_examples=8, suppress_health_check=[HealthCheck.too_slow])
 @pytest.mark.parametrize("q", [1.0, 2.5, 8.0])
 def test_mp_edges_agree_with_rmtkit_mp_quantile(q):
     lo, hi = theory.mp_edges(q, 1.7)
-    np.testing.assert_allclose(rmtkit.mp_quantile(np.array([0.0, 1.0]), Q=q, sigma=1.7),
-                               [lo, hi], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        rmtkit.mp_quantile(np.array([0.0, 1.0]), Q=q, sigma=1.7), [lo, hi], rtol=1e-12, atol=1e-15
+    )
     lo_raw, hi_raw = theory.mp_edges(q, 1.7, n_rows=300)
     np.testing.assert_allclose([lo_raw, hi_raw], [300 * lo, 300 * hi], rtol=1e-15)
 
@@ -41,8 +42,9 @@ def test_mp_edges_agree_with_rmtkit_mp_quantile(q):
 def test_bbp_outlier_is_continuous_and_increasing(q):
     tc = theory.bbp_threshold(q)
     _, hi = theory.mp_edges(q)
-    np.testing.assert_allclose(theory.bbp_outlier([0.0, 0.5 * tc, tc, tc * (1 + 1e-9)], q), hi,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        theory.bbp_outlier([0.0, 0.5 * tc, tc, tc * (1 + 1e-9)], q), hi, rtol=1e-8
+    )
     above = theory.bbp_outlier(tc * np.linspace(1.01, 5.0, 50), q)
     assert np.all(np.diff(above) > 0) and above[0] > hi
     # strong spikes: lambda ~ theta^2 (the signal alone)
@@ -56,8 +58,9 @@ def test_tracy_widom_edge_matches_rmtkit_tw95_margin():
     evals = rmtkit.esd(np.random.default_rng(0).normal(size=(n, m)))
     fit = rmtkit.mp_fit(evals, Q=2.0, margin="tw95")
     sigma2 = float(fit.sigma) ** 2 / (float(fit.W_scale) ** 2 * n)  # entry variance
-    np.testing.assert_allclose(float(fit.spike_edge), sigma2 * (center + 0.9793 * scale),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        float(fit.spike_edge), sigma2 * (center + 0.9793 * scale), rtol=1e-10
+    )
     assert abs(center / theory.mp_edges(2.0, n_rows=n)[1] - 1) < 0.01
 
 
@@ -188,8 +191,9 @@ def pareto_spectrum(m, *, rng):
 def test_fit_pl_of_a_prescribed_spectrum_is_the_fit_of_the_truth(p):
     got, want = fit_pl(esd(p.w, method="svd")), fit_pl(p.evals)
     assert int(got.num_pl_spikes) == int(want.num_pl_spikes)
-    np.testing.assert_allclose([float(got.alpha), float(got.D)],
-                               [float(want.alpha), float(want.D)], rtol=1e-8)
+    np.testing.assert_allclose(
+        [float(got.alpha), float(got.D)], [float(want.alpha), float(want.D)], rtol=1e-8
+    )
 
 
 @FEW
@@ -213,7 +217,7 @@ def test_trapped_matrices_traps_are_counted_and_located(t, seed):
     np.testing.assert_allclose(float(found.max_rand_eval), t.outliers.max(), rtol=0.05)
     # the same spikes in the original spectrum
     evals = np.asarray(esd(t.w))
-    np.testing.assert_allclose(evals[-t.num_traps:], np.sort(t.outliers), rtol=0.05)
+    np.testing.assert_allclose(evals[-t.num_traps :], np.sort(t.outliers), rtol=0.05)
     assert evals[-t.num_traps] > t.bulk_max
 
 
@@ -224,8 +228,11 @@ def test_public_names_and_lazy_import():
     assert rmtkit.testing is rt
     for name in rt.__all__:
         assert getattr(rt, name).__doc__, name
-    strategies = [getattr(rt, n) for n in rt.__all__ if n.endswith(("_samples", "_matrices"))
-                  or n == "matrices_with_spectrum"]
+    strategies = [
+        getattr(rt, n)
+        for n in rt.__all__
+        if n.endswith(("_samples", "_matrices")) or n == "matrices_with_spectrum"
+    ]
     assert len(strategies) == 6
     for strategy in strategies:
         doc = inspect.getdoc(strategy)

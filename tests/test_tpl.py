@@ -39,14 +39,35 @@ def sample_tpl(rng, alpha, lam, xmin, n):
 def test_upper_gamma_matches_mpmath():
     # mpmath.gammainc(s, x) is the upper incomplete gamma Γ(s, x) for any real s
     mpmath.mp.dps = 30
-    s = np.array([-30.0, -20.3, -5.0, -3.7, -2.0, -1.0 - 1e-10, -1.0, -0.5, -1e-9, 0.0, 1e-6,
-                  0.3, 1.0, 2.5, 4.9])
+    s = np.array(
+        [
+            -30.0,
+            -20.3,
+            -5.0,
+            -3.7,
+            -2.0,
+            -1.0 - 1e-10,
+            -1.0,
+            -0.5,
+            -1e-9,
+            0.0,
+            1e-6,
+            0.3,
+            1.0,
+            2.5,
+            4.9,
+        ]
+    )
     x = np.array([1e-8, 1e-4, 0.01, 0.3, 1.0, 1.99, 2.0, 2.01, 3.0, 10.0, 50.0, 200.0, 1000.0])
     ss, xx = (a.ravel() for a in np.meshgrid(s, x))
     got = np.asarray(jax.jit(log_upper_gamma)(ss, xx))
     np.testing.assert_allclose(log_upper_gamma(ss, xx), got, rtol=1e-14)  # eager == jit
-    ref = np.array([float(mpmath.log(mpmath.gammainc(mpmath.mpf(a), mpmath.mpf(b))))
-                    for a, b in zip(ss, xx, strict=True)])
+    ref = np.array(
+        [
+            float(mpmath.log(mpmath.gammainc(mpmath.mpf(a), mpmath.mpf(b))))
+            for a, b in zip(ss, xx, strict=True)
+        ]
+    )
     rel = np.abs(np.expm1(got - ref))  # relative error of Γ itself
     assert rel.max() < 1e-10, (ss[rel.argmax()], xx[rel.argmax()], rel.max())
     np.testing.assert_allclose(upper_gamma(1.0, 2.0), np.exp(-2.0), rtol=1e-13)
@@ -149,7 +170,6 @@ def test_scale_invariance_padding_vmap_jit():
     again = fit_search(big[::-1], mask[::-1])
     for a, b in zip(again, base, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9)
-
 
 
 def test_too_short_tail_is_nan():

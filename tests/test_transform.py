@@ -68,15 +68,18 @@ def test_bad_layers_pass_through():
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("call, match", [
-    (lambda t: sharpen(t, mode="half"), "`mode`"),
-    (lambda t: sharpen(t, margin="x"), "`margin`"),
-    (lambda t: sharpen(t, "seed"), "`key`"),
-    (lambda t: smooth(t, "nope"), "`method`"),
-    (lambda t: smooth(t, k=2.5), "`k`"),
-    (lambda t: smooth(t, "percent", percent=2.0), "`percent`"),
-    (lambda t: smooth(t, layers=99), "selects no layer"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda t: sharpen(t, mode="half"), "`mode`"),
+        (lambda t: sharpen(t, margin="x"), "`margin`"),
+        (lambda t: sharpen(t, "seed"), "`key`"),
+        (lambda t: smooth(t, "nope"), "`method`"),
+        (lambda t: smooth(t, k=2.5), "`k`"),
+        (lambda t: smooth(t, "percent", percent=2.0), "`percent`"),
+        (lambda t: smooth(t, layers=99), "selects no layer"),
+    ],
+)
 def test_bad_arguments(tree, call, match):
     with pytest.raises(InvalidArgumentError, match=match):
         call(tree)
@@ -93,8 +96,15 @@ def tiny_onnx(path):
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter announces its deprecation
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.zeros(1, 64),), buf, dynamo=False, opset_version=17,
-                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 64),),
+            buf,
+            dynamo=False,
+            opset_version=17,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+        )
     path.write_bytes(buf.getvalue())
     return np.random.default_rng(3).standard_normal((5, 64)).astype(np.float32)
 
@@ -111,8 +121,9 @@ def test_sharpened_onnx_runs(tmp_path):
     assert y1.shape == y0.shape and np.isfinite(y1).all() and not np.allclose(y0, y1)
     from rmtkit import load
 
-    np.testing.assert_allclose(layers_of(load(tmp_path / "out.onnx"))["0"],
-                               layers_of(coll)["0"], rtol=1e-6)
+    np.testing.assert_allclose(
+        layers_of(load(tmp_path / "out.onnx"))["0"], layers_of(coll)["0"], rtol=1e-6
+    )
 
 
 def test_sharpen_removes_as_many_components_as_analyze_counts_traps(tree):
@@ -126,5 +137,5 @@ def test_sharpen_removes_as_many_components_as_analyze_counts_traps(tree):
         s1 = np.linalg.svd(after[name], compute_uv=False)
         k = int(traps)  # mode "zero": the top k components become zeros, the rest are kept
         assert np.sum(s1 < 1e-3 * s0[-1]) == np.sum(s0 < 1e-3 * s0[-1]) + k, name
-        np.testing.assert_allclose(s1[:len(s1) - k], s0[k:], rtol=1e-4)
+        np.testing.assert_allclose(s1[: len(s1) - k], s0[k:], rtol=1e-4)
     assert int(details.num_traps.values.sum()) >= 1

@@ -90,10 +90,15 @@ def test_rand_distance_padding_vmap_nan():
     for method in ("ww", "hist"):
         np.testing.assert_allclose(
             rand_distance_jit(p, q, mask, method=method),
-            rand_distance_jit(p[:3], q[:3], method=method), rtol=1e-12)
+            rand_distance_jit(p[:3], q[:3], method=method),
+            rtol=1e-12,
+        )
         # eager == jit
-        np.testing.assert_allclose(rand_distance(p, q, mask, method=method),
-                                   rand_distance_jit(p, q, mask, method=method), rtol=1e-12)
+        np.testing.assert_allclose(
+            rand_distance(p, q, mask, method=method),
+            rand_distance_jit(p, q, mask, method=method),
+            rtol=1e-12,
+        )
     batch = jax.vmap(rand_distance)(jnp.stack([p, q]), jnp.stack([q, p]))
     np.testing.assert_allclose(batch, [rand_distance(p, q), rand_distance(q, p)], rtol=1e-12)
     assert np.isnan(rand_distance(jnp.zeros(3), jnp.ones(3)))

@@ -60,8 +60,9 @@ def test_default_fit_matches_ww(case):
     np.testing.assert_allclose(float(fit.xmin), want["xmin"], rtol=RTOL)
     np.testing.assert_allclose(float(fit.D), want["D"], rtol=RTOL, atol=1e-12)
     assert int(fit.num_pl_spikes) == want["tail_size"]
-    np.testing.assert_allclose(float(fit.sigma), (want["alpha"] - 1) / np.sqrt(want["tail_size"]),
-                               rtol=RTOL)
+    np.testing.assert_allclose(
+        float(fit.sigma), (want["alpha"] - 1) / np.sqrt(want["tail_size"]), rtol=RTOL
+    )
     if not case["small_n_path"]:
         np.testing.assert_allclose(float(fit.sigma), case["sigma"], rtol=RTOL)
         np.testing.assert_allclose(float(fit.xmax), case["xmax"], rtol=RTOL)

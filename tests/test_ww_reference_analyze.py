@@ -59,8 +59,11 @@ def row_of(details, name, slice_id=None):
     names = list(details["name"].values)
     if slice_id is None:
         return details.isel(layer=names.index(name))
-    idx = [i for i, n in enumerate(names) if n == name and
-           int(details["slice_id"].values[i]) == slice_id]
+    idx = [
+        i
+        for i, n in enumerate(names)
+        if n == name and int(details["slice_id"].values[i]) == slice_id
+    ]
     return details.isel(layer=idx[0])
 
 
@@ -79,9 +82,19 @@ def test_alpha_xmin_D_match_ww(details, name):
 @pytest.mark.parametrize("name", LAYERS)
 def test_other_columns_match_ww(details, name):
     row, ww = row_of(details, name), rows("analyze_default")[name]
-    for col in ("num_evals", "lambda_max", "spectral_norm", "norm", "log_norm",
-                "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss", "weak_rank_loss",
-                "xmax"):
+    for col in (
+        "num_evals",
+        "lambda_max",
+        "spectral_norm",
+        "norm",
+        "log_norm",
+        "log_spectral_norm",
+        "stable_rank",
+        "matrix_rank",
+        "rank_loss",
+        "weak_rank_loss",
+        "xmax",
+    ):
         np.testing.assert_allclose(float(row[col]), ww[col], rtol=1e-9, err_msg=col)
     np.testing.assert_allclose(float(row.entropy), ww["entropy"], rtol=1e-6)  # WW adds 1e-10
     assert int(row.rf) == ww["rf"]
@@ -127,8 +140,9 @@ def test_detx_matches_ww(details):
 
 
 def test_mp_columns_are_sane(collection):
-    details = analyze(collection, min_evals=8, mp_fit=True, layers=["conv3", "fc2"],
-                      progress=False)  # one bucket: one MP kernel to compile
+    details = analyze(
+        collection, min_evals=8, mp_fit=True, layers=["conv3", "fc2"], progress=False
+    )  # one bucket: one MP kernel to compile
     for name in ("conv3", "fc2"):
         row = row_of(details, name)
         assert 0 < float(row.bulk_min) < float(row.bulk_max) < float(row.lambda_max)
@@ -165,8 +179,9 @@ def test_pool_false_matches_ww(collection):
 
 
 def test_clip_xmax_matches_ww(collection):
-    details = analyze(collection, min_evals=8, fix_fingers="clip_xmax", layers="fc2",
-                      progress=False)
+    details = analyze(
+        collection, min_evals=8, fix_fingers="clip_xmax", layers="fc2", progress=False
+    )
     ww = rows("analyze_clip_xmax")["fc2"]
     row = row_of(details, "fc2")
     np.testing.assert_allclose(float(row.alpha), ww["alpha"], rtol=RTOL)

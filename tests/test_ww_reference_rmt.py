@@ -73,10 +73,12 @@ def test_num_traps_matches_ww(name):
         # planted50_200x200: 0.969); WW's KDE + Nelder-Mead
         # stays at ~1.003 there, and is ~0.5 % high on the clean matrices too.
         runs = case["runs"]
-        np.testing.assert_allclose(stats.rand_sigma_mp, np.mean([r["rand_sigma_mp"] for r in runs]),
-                                   rtol=0.04)
-        np.testing.assert_allclose(stats.rand_bulk_max,
-                                   np.mean([r["rand_bulk_max"] for r in runs]), rtol=0.08)
+        np.testing.assert_allclose(
+            stats.rand_sigma_mp, np.mean([r["rand_sigma_mp"] for r in runs]), rtol=0.04
+        )
+        np.testing.assert_allclose(
+            stats.rand_bulk_max, np.mean([r["rand_bulk_max"] for r in runs]), rtol=0.08
+        )
     # the planted entries are the trap locations
     planted = sorted((i, j) for i, j, _ in case["planted"])
     located = sorted(tuple(row) for row in np.asarray(stats.trap_index).tolist() if row[0] >= 0)

@@ -50,8 +50,9 @@ def _unresolved(evals: np.ndarray, eps: float) -> np.ndarray:
     return evals[:, 0] < RESOLVE * n_cols * eps * evals[:, -1]
 
 
-def device_esd(w: np.ndarray, *, normalize: bool = False, pool: bool = True,
-               conv_norm: float = CONV_NORM) -> np.ndarray:
+def device_esd(
+    w: np.ndarray, *, normalize: bool = False, pool: bool = True, conv_norm: float = CONV_NORM
+) -> np.ndarray:
     """Eigenvalues of one layer, computed on the default JAX device (float32 first).
 
     Same conventions and shapes as :func:`rmtkit._engine.host.host_esd` (returned as float64
@@ -65,10 +66,16 @@ def device_esd(w: np.ndarray, *, normalize: bool = False, pool: bool = True,
     redo = _unresolved(evals, float(np.finfo(np.float32).eps))
     if redo.any():
         with jax.enable_x64(True):
-            evals[redo] = np.asarray(_gram_eigvalsh(on_device[np.flatnonzero(redo)],
-                                                    jnp.float64))
+            evals[redo] = np.asarray(_gram_eigvalsh(on_device[np.flatnonzero(redo)], jnp.float64))
         still = redo & ~gram_resolved(evals)
         for i in np.flatnonzero(still):  # rank-deficient even in float64: SVD values (as host)
             evals[i] = svd_evals(stack[i])
-    return combine_slices(np.sort(evals, axis=1), ndim=w.ndim, n_rows=n_rows,
-                          normalize=normalize, pool=pool, conv_norm=conv_norm, xp=np)
+    return combine_slices(
+        np.sort(evals, axis=1),
+        ndim=w.ndim,
+        n_rows=n_rows,
+        normalize=normalize,
+        pool=pool,
+        conv_norm=conv_norm,
+        xp=np,
+    )

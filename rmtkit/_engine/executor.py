@@ -22,9 +22,19 @@ from typing import TypeVar
 
 from rmtkit.errors import InvalidArgumentError
 
-__all__ = ["CACHE_ENV", "EXECUTORS", "MEMORY_BUDGET", "compilation_cache_dir", "dask_client",
-           "dask_map", "enable_compilation_cache", "local_workers", "memory_budget",
-           "ordered_map", "worker_count"]
+__all__ = [
+    "CACHE_ENV",
+    "EXECUTORS",
+    "MEMORY_BUDGET",
+    "compilation_cache_dir",
+    "dask_client",
+    "dask_map",
+    "enable_compilation_cache",
+    "local_workers",
+    "memory_budget",
+    "ordered_map",
+    "worker_count",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,8 +103,9 @@ def _openblas_controls() -> tuple | None:
 
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps
-                            if "openblas" in line.rsplit("/", 1)[-1].lower()})
+            paths = sorted(
+                {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
+            )
     except OSError:
         return None
     controls = []
@@ -146,9 +157,15 @@ def memory_budget() -> int:
     return MEMORY_BUDGET
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None = None,
-                prefetch: int = 1, cost: Callable[[T], int] | None = None,
-                budget: int | None = None) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int | None = None,
+    prefetch: int = 1,
+    cost: Callable[[T], int] | None = None,
+    budget: int | None = None,
+) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` threads, in order, ``workers + prefetch`` in flight.
 
     With one worker it is the plain serial ``map`` (no thread; BLAS keeps its own threads).
@@ -167,14 +184,17 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None
     # one BLAS thread per worker: BLAS pools of several workers on the same cores oversubscribe
     # them (OpenBLAS threads spin while they wait), which is slower than either alone
     blas = max(1, worker_count() // workers)
-    with blas_threads(blas), \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rmtkit") as pool:
+    with (
+        blas_threads(blas),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rmtkit") as pool,
+    ):
         pending: collections.deque = collections.deque()  # (future, cost)
         try:
             for item in items:
                 need = cost(item) if cost is not None else 0
-                while pending and (len(pending) >= workers + prefetch
-                                   or sum(c for _, c in pending) + need > budget):
+                while pending and (
+                    len(pending) >= workers + prefetch or sum(c for _, c in pending) + need > budget
+                ):
                     yield pending.popleft()[0].result()
                 pending.append((pool.submit(fn, item), need))
             while pending:
@@ -259,15 +279,18 @@ def dask_client(executor=None, *, dask_backed: bool = False):
                     "executor='dask' needs an active dask.distributed client: create one first "
                     "(`from distributed import Client; client = Client()` for a local cluster, "
                     "or `Client('tcp://scheduler:8786')` for an existing one), or pass it as "
-                    "`executor=client`.")
+                    "`executor=client`."
+                )
             return client
         raise InvalidArgumentError(
-            f"unknown executor {executor!r}: use one of {EXECUTORS} or a distributed.Client.")
+            f"unknown executor {executor!r}: use one of {EXECUTORS} or a distributed.Client."
+        )
     if hasattr(executor, "submit") and hasattr(executor, "compute"):
         return executor
     raise InvalidArgumentError(
         f"executor must be one of {EXECUTORS} or a distributed.Client, got "
-        f"{type(executor).__name__}.")
+        f"{type(executor).__name__}."
+    )
 
 
 def dask_map(client, fn: Callable[..., R], calls: list[tuple]) -> Iterator[R]:

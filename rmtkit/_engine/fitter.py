@@ -30,7 +30,7 @@ def _rand_inputs(chunk: list[Row], length: int, size: int) -> tuple[np.ndarray, 
     top = np.full(size, np.nan)
     for i, r in enumerate(chunk):
         if r.rand_evals is not None:
-            rand[i, :r.rand_evals.size] = r.rand_evals
+            rand[i, : r.rand_evals.size] = r.rand_evals
             top[i] = r.values["max_rand_eval"]
     return rand, top
 
@@ -51,8 +51,13 @@ def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions) ->
     with jax.enable_x64(True):
         out = run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
     for i, r in enumerate(chunk):
-        r.values.update({k: float(v[i]) for k, v in out.items()
-                         if r.rand_evals is not None or k not in RAND_VARS})
+        r.values.update(
+            {
+                k: float(v[i])
+                for k, v in out.items()
+                if r.rand_evals is not None or k not in RAND_VARS
+            }
+        )
 
 
 class Fitter:

@@ -37,8 +37,18 @@ from rmtkit.core.esd import (
     oriented_slices,
 )
 
-__all__ = ["GRAM_FLOOR", "SVD_BELOW", "footprint", "gram64", "gram_resolved", "host_esd",
-           "host_randomize", "host_slices", "key_rng", "svd_evals"]
+__all__ = [
+    "GRAM_FLOOR",
+    "SVD_BELOW",
+    "footprint",
+    "gram64",
+    "gram_resolved",
+    "host_esd",
+    "host_randomize",
+    "host_slices",
+    "key_rng",
+    "svd_evals",
+]
 
 #: slices with at most this many columns use ``numpy.linalg.svd`` values (faster than eigh there)
 SVD_BELOW = 8
@@ -76,10 +86,10 @@ def gram64(a: np.ndarray) -> np.ndarray:
     gram = None
     for start in range(0, n_rows, step):
         if wide is None:
-            block = a[start:start + step].astype(np.float64)
+            block = a[start : start + step].astype(np.float64)
             part = block.T @ block
         else:
-            block = wide[:, start:start + step].astype(np.float64)
+            block = wide[:, start : start + step].astype(np.float64)
             part = block @ block.T
         if gram is None:
             gram = part
@@ -117,8 +127,7 @@ def _slice_evals(a: np.ndarray) -> np.ndarray:
 def footprint(shape, itemsize: int) -> int:
     """Bytes one layer of this shape needs while :func:`host_esd` runs (matrix, Gram, block)."""
     n_cols = min(shape[0], shape[1])
-    return int(np.prod(shape, dtype=np.int64)) * itemsize + 8 * n_cols * n_cols \
-        + 8 * BLOCK_ELEMENTS
+    return int(np.prod(shape, dtype=np.int64)) * itemsize + 8 * n_cols * n_cols + 8 * BLOCK_ELEMENTS
 
 
 def host_esd(
@@ -133,8 +142,15 @@ def host_esd(
     stack = host_slices(w)
     _, n_rows, _ = stack.shape
     evals = np.stack([_slice_evals(a) for a in stack])  # (rf, M)
-    return combine_slices(evals, ndim=w.ndim, n_rows=n_rows, normalize=normalize, pool=pool,
-                          conv_norm=conv_norm, xp=np)
+    return combine_slices(
+        evals,
+        ndim=w.ndim,
+        n_rows=n_rows,
+        normalize=normalize,
+        pool=pool,
+        conv_norm=conv_norm,
+        xp=np,
+    )
 
 
 def key_rng(key) -> np.random.Generator:

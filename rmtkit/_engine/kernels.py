@@ -52,9 +52,21 @@ FIT_BUCKET_MIN = 256
 #: the power-law (or TPL) fit
 FIT_VARS = ("alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes")
 #: :func:`rmtkit.spectral_metrics` of the row (``spectral_norm`` = ``lambda_max``)
-METRIC_VARS = ("num_evals", "alpha_weighted", "log_alpha_norm", "lambda_max", "spectral_norm",
-               "norm", "log_norm", "log_spectral_norm", "stable_rank", "entropy", "matrix_rank",
-               "rank_loss", "weak_rank_loss")
+METRIC_VARS = (
+    "num_evals",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "lambda_max",
+    "spectral_norm",
+    "norm",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "entropy",
+    "matrix_rank",
+    "rank_loss",
+    "weak_rank_loss",
+)
 #: the metrics of :data:`METRIC_VARS` that depend on alpha
 ALPHA_METRIC_VARS = ("alpha_weighted", "log_alpha_norm")
 #: ``fix_fingers="clip_xmax"``
@@ -62,8 +74,16 @@ FINGER_VARS = ("raw_alpha", "num_fingers")
 #: ``fit="TPL"`` / ``"E_TPL"``
 TPL_VARS = ("Lambda",)
 #: ``randomize=True``
-RAND_VARS = ("rand_distance", "max_rand_eval", "ww_softrank", "ww_maxdist", "num_traps",
-             "rand_sigma_mp", "rand_mp_softrank", "rand_bulk_max")
+RAND_VARS = (
+    "rand_distance",
+    "max_rand_eval",
+    "ww_softrank",
+    "ww_maxdist",
+    "num_traps",
+    "rand_sigma_mp",
+    "rand_mp_softrank",
+    "rand_bulk_max",
+)
 #: ``mp_fit=True``
 MP_VARS = ("sigma_mp", "bulk_min", "bulk_max", "num_spikes", "mp_softrank", "W_scale")
 #: ``detx=True``
@@ -122,11 +142,23 @@ def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
     """The fit and the docs/math.md §4 metrics of one row (traced under vmap)."""
     out = {}
     if opts.fit == "PL":
-        f = fit_pl(evals, mask, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max,
-                   xmax=opts.xmax, fix_fingers=opts.fix_fingers)
+        f = fit_pl(
+            evals,
+            mask,
+            xmin_method=opts.xmin_method,
+            xmin_max=opts.xmin_max,
+            xmax=opts.xmax,
+            fix_fingers=opts.fix_fingers,
+        )
         alpha = f.alpha
-        out.update(alpha=f.alpha, xmin=f.xmin, xmax=f.xmax, D=f.D, sigma=f.sigma,
-                   num_pl_spikes=f.num_pl_spikes)
+        out.update(
+            alpha=f.alpha,
+            xmin=f.xmin,
+            xmax=f.xmax,
+            D=f.D,
+            sigma=f.sigma,
+            num_pl_spikes=f.num_pl_spikes,
+        )
         if opts.fix_fingers is not None:
             out.update(raw_alpha=f.raw_alpha, num_fingers=f.num_fingers)
     else:
@@ -134,9 +166,15 @@ def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
         t = fit_tpl(evals, mask, xmin_method=method, xmin_max=opts.xmin_max)
         alpha = t.alpha
         top = jnp.max(jnp.where(mask, evals, -jnp.inf))
-        out.update(alpha=t.alpha, Lambda=t.Lambda, xmin=t.xmin,
-                   xmax=jnp.where(t.ok, top, jnp.nan), D=t.D, sigma=t.sigma,
-                   num_pl_spikes=t.n_tail)
+        out.update(
+            alpha=t.alpha,
+            Lambda=t.Lambda,
+            xmin=t.xmin,
+            xmax=jnp.where(t.ok, top, jnp.nan),
+            D=t.D,
+            sigma=t.sigma,
+            num_pl_spikes=t.n_tail,
+        )
     m = spectral_metrics(evals, mask, alpha=alpha, n_rows=n_rows)
     for name in METRIC_VARS:
         out[name] = m.lambda_max if name == "spectral_norm" else getattr(m, name)
@@ -146,9 +184,16 @@ def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
 def _mp_row(evals, mask, q, m_slice) -> dict:
     """Marchenko-Pastur fit of one row, with the slice's Q and M (docs/math.md §5)."""
     mp = mp_fit(evals, mask, Q=q, M=m_slice)
-    return _as_f64(dict(sigma_mp=mp.sigma, bulk_min=mp.bulk_min, bulk_max=mp.bulk_max,
-                        num_spikes=jnp.where(mp.ok, mp.num_spikes, -1),
-                        mp_softrank=mp.mp_softrank, W_scale=mp.W_scale))
+    return _as_f64(
+        dict(
+            sigma_mp=mp.sigma,
+            bulk_min=mp.bulk_min,
+            bulk_max=mp.bulk_max,
+            num_spikes=jnp.where(mp.ok, mp.num_spikes, -1),
+            mp_softrank=mp.mp_softrank,
+            W_scale=mp.W_scale,
+        )
+    )
 
 
 def _detx_row(evals, mask) -> dict:
@@ -166,11 +211,16 @@ def _rand_row(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
     lam_max = jnp.max(jnp.where(mask, evals, -jnp.inf))
     ok = fit.ok & jnp.isfinite(lam_max) & (lam_max > 0)
     safe_max = jnp.where(ok, lam_max, 1.0)
-    out = dict(rand_distance=rand_distance(evals, rand_evals, mask),
-               max_rand_eval=max_rand_eval, ww_softrank=max_rand_eval / safe_max,
-               ww_maxdist=lam_max - max_rand_eval,
-               num_traps=jnp.where(fit.ok, fit.num_spikes, -1), rand_sigma_mp=fit.sigma,
-               rand_mp_softrank=fit.mp_softrank, rand_bulk_max=fit.bulk_max)
+    out = dict(
+        rand_distance=rand_distance(evals, rand_evals, mask),
+        max_rand_eval=max_rand_eval,
+        ww_softrank=max_rand_eval / safe_max,
+        ww_maxdist=lam_max - max_rand_eval,
+        num_traps=jnp.where(fit.ok, fit.num_spikes, -1),
+        rand_sigma_mp=fit.sigma,
+        rand_mp_softrank=fit.mp_softrank,
+        rand_bulk_max=fit.bulk_max,
+    )
     nan = jnp.asarray(jnp.nan, jnp.float64)
     return {k: jnp.where(ok | (k == "rand_distance"), v, nan) for k, v in _as_f64(out).items()}
 

@@ -35,6 +35,9 @@ class Progress:
     def close(self, note: str = "") -> None:
         """The final line: how many items in how long."""
         if self.on:
-            sys.stderr.write(f"\r{self.label}: {self.done} layers in "
-                             f"{time.monotonic() - self.t0:.1f} s{note}".ljust(90) + "\n")
+            sys.stderr.write(
+                f"\r{self.label}: {self.done} layers in "
+                f"{time.monotonic() - self.t0:.1f} s{note}".ljust(90)
+                + "\n"
+            )
             sys.stderr.flush()

@@ -43,8 +43,9 @@ def layer_esd(w: np.ndarray, *, pool: bool = True, conv_norm: float = CONV_NORM)
     return host_esd(w, pool=pool, conv_norm=conv_norm)
 
 
-def randomized_spectra(w: np.ndarray, key, *, conv_norm: float = CONV_NORM,
-                       replicas: int | None = None) -> tuple[np.ndarray, float]:
+def randomized_spectra(
+    w: np.ndarray, key, *, conv_norm: float = CONV_NORM, replicas: int | None = None
+) -> tuple[np.ndarray, float]:
     r"""Spectrum of one randomization of ``w`` and the largest eigenvalue over ``replicas``.
 
     ``w`` is permuted (:func:`rmtkit._engine.host.host_randomize`, generator
@@ -61,8 +62,5 @@ def randomized_spectra(w: np.ndarray, key, *, conv_norm: float = CONV_NORM,
     first = layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)
     top = float(first[-1])
     for _ in range(replicas - 1):
-        top = max(top, float(layer_esd(host_randomize(w, rng), pool=True,
-                                      conv_norm=conv_norm)[-1]))
+        top = max(top, float(layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)[-1]))
     return first, top
-
-

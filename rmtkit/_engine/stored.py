@@ -69,8 +69,15 @@ def _fingerprint() -> str:
 
     device = jax.devices()[0]
     digest = hashlib.sha256()
-    for part in (jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
-                 device.client.platform_version, platform.machine(), _cpu_model()):
+    for part in (
+        jax.__version__,
+        jaxlib.__version__,
+        device.platform,
+        device.device_kind,
+        device.client.platform_version,
+        platform.machine(),
+        _cpu_model(),
+    ):
         digest.update(str(part).encode() + b"\0")
     package = Path(__file__).parents[1]  # the whole rmtkit package
     for path in sorted(package.rglob("*.py")):
@@ -118,7 +125,8 @@ def _same_outputs(a, b) -> bool:
     return tree_a == tree_b and all(
         np.asarray(x).dtype == np.asarray(y).dtype
         and np.array_equal(x, y, equal_nan=np.asarray(x).dtype.kind in "fc")
-        for x, y in zip(leaves_a, leaves_b, strict=True))
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )
 
 
 def _write(path: str, serialized: tuple | None) -> None:
@@ -184,8 +192,11 @@ def _compile_and_store(path: str, fn: Callable, module: str, args: tuple):
         if serialized is not None:
             _write(path, serialized)
             with contextlib.suppress(OSError):
-                _prune(os.path.dirname(path), _fingerprint()[:FINGERPRINT_CHARS],
-                       os.stat(path).st_mtime)
+                _prune(
+                    os.path.dirname(path),
+                    _fingerprint()[:FINGERPRINT_CHARS],
+                    os.stat(path).st_mtime,
+                )
             return compiled
     _write(path + NO_STORE, None)
     return compiled
@@ -253,8 +264,9 @@ def stored_kernel(fn: Callable, name: str, *args) -> Callable:
     if folder is None:
         return _jitted(fn, module)
     shapes = ",".join(f"{np.dtype(a.dtype)}{tuple(np.shape(a))}" for a in args)
-    key = hashlib.sha256(f"{_fingerprint()}|{name}|{shapes}|x64={jax.config.jax_enable_x64}"
-                         .encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{_fingerprint()}|{name}|{shapes}|x64={jax.config.jax_enable_x64}".encode()
+    ).hexdigest()
     compiled = _LOADED.get(key)
     if compiled is None:
         filename = f"{_fingerprint()[:FINGERPRINT_CHARS]}-{key[:32]}.bin"

@@ -54,8 +54,15 @@ from rmtkit.errors import SCALE_ONLY_WARNINGS, InvalidArgumentError, RowWarning
 __all__ = ["SUMMARY_VARS", "analyze", "describe", "spectra", "summary"]
 
 #: variables averaged by :func:`summary` (docs/math.md §4, WeightWatcher ``get_summary``)
-SUMMARY_VARS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
-                "stable_rank", "mp_softrank")
+SUMMARY_VARS = (
+    "log_norm",
+    "alpha",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "mp_softrank",
+)
 #: the units of every spectrum of an analysis
 UNITS = "raw (lambda = s^2, no 1/N)"
 
@@ -63,9 +70,21 @@ UNITS = "raw (lambda = s^2, no 1/N)"
 def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False) -> None:
     """The checks of the options of the functions that fit nothing (:func:`describe`,
     :func:`spectra`)."""
-    check_options(min_evals=min_evals, max_evals=max_evals, pool=pool, fit="PL",
-                  xmin_method="search", xmin_max=None, xmax=None, fix_fingers=None,
-                  randomize=False, mp_fit=False, detx=False, lora=lora, progress=progress)
+    check_options(
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        fit="PL",
+        xmin_method="search",
+        xmin_max=None,
+        xmax=None,
+        fix_fingers=None,
+        randomize=False,
+        mp_fit=False,
+        detx=False,
+        lora=lora,
+        progress=progress,
+    )
 
 
 class _FitAsRead:
@@ -78,8 +97,11 @@ class _FitAsRead:
         self.fitted: list[Row] = []
 
     def __call__(self, rows: list[Row]) -> None:
-        todo = [r for r in rows if r.evals is not None
-                and r.warning in (RowWarning.NONE, *SCALE_ONLY_WARNINGS)]
+        todo = [
+            r
+            for r in rows
+            if r.evals is not None and r.warning in (RowWarning.NONE, *SCALE_ONLY_WARNINGS)
+        ]
         self.fitted.extend(todo)
         self.fitter.add(todo)
 
@@ -87,6 +109,7 @@ class _FitAsRead:
         self.fitter.finish()
         for r in self.fitted:
             finish_row(r)
+
 
 def analyze(
     weights: Any,
@@ -184,26 +207,61 @@ def analyze(
     >>> details = analyze(rmtkit.data_path(), progress=False)  # doctest: +SKIP
     >>> details.to_dataframe()[["name", "alpha", "warning"]]    # doctest: +SKIP
     """
-    opts = check_options(min_evals=min_evals, max_evals=max_evals, pool=pool, fit=fit,
-                         xmin_method=xmin_method, xmin_max=xmin_max, xmax=xmax,
-                         fix_fingers=fix_fingers, randomize=randomize, mp_fit=mp_fit, detx=detx,
-                         lora=lora, progress=progress)
+    opts = check_options(
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        fit=fit,
+        xmin_method=xmin_method,
+        xmin_max=xmin_max,
+        xmax=xmax,
+        fix_fingers=fix_fingers,
+        randomize=randomize,
+        mp_fit=mp_fit,
+        detx=detx,
+        lora=lora,
+        progress=progress,
+    )
     dask_client(executor)  # a bad executor fails before any work
     validate.as_key(key)
     fits = _FitAsRead(opts)
-    rows = collect(weights, layers=layers, min_evals=min_evals, max_evals=max_evals, pool=pool,
-                   base=base, lora=lora, progress=progress, randomize=randomize, key=key,
-                   label="analyze", executor=executor, on_rows=fits)
+    rows = collect(
+        weights,
+        layers=layers,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        base=base,
+        lora=lora,
+        progress=progress,
+        randomize=randomize,
+        key=key,
+        label="analyze",
+        executor=executor,
+        on_rows=fits,
+    )
     fits.finish()
     attrs = {
-        "rmtkit_function": "analyze", "model": describe_input(weights), "fit": fit,
-        "xmin_method": xmin_method, "xmin_max": xmin_max, "xmax": xmax,
-        "fix_fingers": fix_fingers, "min_evals": min_evals, "max_evals": max_evals,
-        "pool": pool, "conv_norm": CONV_NORM, "units": UNITS,
-        "randomize": randomize, "mp_fit": mp_fit, "detx": detx,
-        "key": ("jax.random.key(0)" if key is None else describe_input(key)) if randomize
+        "rmtkit_function": "analyze",
+        "model": describe_input(weights),
+        "fit": fit,
+        "xmin_method": xmin_method,
+        "xmin_max": xmin_max,
+        "xmax": xmax,
+        "fix_fingers": fix_fingers,
+        "min_evals": min_evals,
+        "max_evals": max_evals,
+        "pool": pool,
+        "conv_norm": CONV_NORM,
+        "units": UNITS,
+        "randomize": randomize,
+        "mp_fit": mp_fit,
+        "detx": detx,
+        "key": ("jax.random.key(0)" if key is None else describe_input(key))
+        if randomize
         else "None",
-        "base": describe_input(base), "lora": lora if is_lora_adapter(weights) else "None",
+        "base": describe_input(base),
+        "lora": lora if is_lora_adapter(weights) else "None",
     }
     import rmtkit
 
@@ -238,9 +296,14 @@ def describe(
                 r.warning = RowWarning.TOO_FEW_EVALS
             r.values["num_evals"] = float(r.n_expected)
             rows.append(r)
-    attrs = {"rmtkit_function": "describe", "model": describe_input(weights),
-             "min_evals": min_evals, "max_evals": max_evals, "pool": pool,
-             "base": describe_input(base)}
+    attrs = {
+        "rmtkit_function": "describe",
+        "model": describe_input(weights),
+        "min_evals": min_evals,
+        "max_evals": max_evals,
+        "pool": pool,
+        "base": describe_input(base),
+    }
     return rows_dataset(rows, ["num_evals"], pool=pool, attrs=attrs)
 
 
@@ -271,26 +334,48 @@ def spectra(
     ``max_rand_eval`` (its largest eigenvalue over the replicas) are added; rows with a warning
     have NaN there.
     """
-    _check_sizes_only(min_evals=min_evals, max_evals=max_evals, pool=pool, lora=lora,
-                      progress=progress)
+    _check_sizes_only(
+        min_evals=min_evals, max_evals=max_evals, pool=pool, lora=lora, progress=progress
+    )
     validate.flag(randomize, "randomize")
     dask_client(executor)  # a bad executor fails before any work
     validate.as_key(key)
-    rows = collect(weights, layers=layers, min_evals=min_evals, max_evals=max_evals, pool=pool,
-                   base=base, lora=lora, progress=progress, randomize=randomize, key=key,
-                   label="spectra", executor=executor)
+    rows = collect(
+        weights,
+        layers=layers,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        base=base,
+        lora=lora,
+        progress=progress,
+        randomize=randomize,
+        key=key,
+        label="spectra",
+        executor=executor,
+    )
     length = max((r.evals.size for r in rows if r.evals is not None), default=0)
     ds = rows_dataset(rows, [], pool=pool, attrs={})
     coords = {k: v for k, v in ds.coords.items()}
     coords["warning"] = ds["warning"]
     if randomize:
         coords["rand_evals"] = (("layer", "eval"), _padded([r.rand_evals for r in rows], length))
-        coords["max_rand_eval"] = ("layer", np.array(
-            [r.values.get("max_rand_eval", np.nan) for r in rows], np.float64))
-    return xr.DataArray(_padded([r.evals for r in rows], length), dims=("layer", "eval"),
-                        coords=coords, name="evals",
-                        attrs={"units": UNITS, "pool": str(pool), "conv_norm": CONV_NORM,
-                               "model": describe_input(weights)})
+        coords["max_rand_eval"] = (
+            "layer",
+            np.array([r.values.get("max_rand_eval", np.nan) for r in rows], np.float64),
+        )
+    return xr.DataArray(
+        _padded([r.evals for r in rows], length),
+        dims=("layer", "eval"),
+        coords=coords,
+        name="evals",
+        attrs={
+            "units": UNITS,
+            "pool": str(pool),
+            "conv_norm": CONV_NORM,
+            "model": describe_input(weights),
+        },
+    )
 
 
 def _padded(spectra: list[np.ndarray | None], length: int) -> np.ndarray:
@@ -312,8 +397,8 @@ def summary(details: xr.Dataset, *, dim: str = "layer") -> xr.Dataset:
     """
     if not isinstance(details, xr.Dataset):
         raise InvalidArgumentError(
-            "`details` must be the xarray.Dataset of rmtkit.analyze; "
-            f"got {type(details).__name__}.")
+            f"`details` must be the xarray.Dataset of rmtkit.analyze; got {type(details).__name__}."
+        )
     if dim not in details.dims:
         raise InvalidArgumentError(f"`details` has no dim {dim!r}; dims are {tuple(details.dims)}.")
     names = [v for v in SUMMARY_VARS if v in details.data_vars]
@@ -323,5 +408,6 @@ def summary(details: xr.Dataset, *, dim: str = "layer") -> xr.Dataset:
         count = da.notnull().sum(dim)
         total = da.fillna(0.0).sum(dim)
         out[name] = (total / count.where(count > 0)).drop_vars(
-            [c for c in da.coords if dim in da[c].dims], errors="ignore")
+            [c for c in da.coords if dim in da[c].dims], errors="ignore"
+        )
     return xr.Dataset(out, attrs={"rmtkit_function": "summary", "dim": dim})

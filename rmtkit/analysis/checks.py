@@ -91,8 +91,9 @@ def sizes(shape) -> tuple[int, int, int]:
     return int(n_rows), int(n_cols), int(receptive_field(shape))
 
 
-def plan(path: str, w: xr.DataArray, *, pool: bool, min_evals: int,
-          max_evals: int | None) -> list[Row]:
+def plan(
+    path: str, w: xr.DataArray, *, pool: bool, min_evals: int, max_evals: int | None
+) -> list[Row]:
     """The rows of one layer, with the size-based warning (no data read)."""
     n_rows, n_cols, rf = sizes(w.shape)
     per_row = rf * n_cols if pool or rf == 1 else n_cols
@@ -100,11 +101,21 @@ def plan(path: str, w: xr.DataArray, *, pool: bool, min_evals: int,
     warning = str(w.attrs.get(SKIP_ATTR, ""))
     if not warning and max_evals is not None and per_row > max_evals:
         warning = RowWarning.TOO_MANY_EVALS
-    rows = [Row(name=path, kind=str(w.attrs.get("kind", "")),
-                 layer_id=int(w.attrs.get("layer_id", -1)), N=n_rows, M=n_cols, rf=rf,
-                 slice_id=s, n_expected=per_row, warning=warning) for s in slices]
+    rows = [
+        Row(
+            name=path,
+            kind=str(w.attrs.get("kind", "")),
+            layer_id=int(w.attrs.get("layer_id", -1)),
+            N=n_rows,
+            M=n_cols,
+            rf=rf,
+            slice_id=s,
+            n_expected=per_row,
+            warning=warning,
+        )
+        for s in slices
+    ]
     return rows
-
 
 
 #: |W| above ``SPECTRUM_MAX / sqrt(W.size)`` would overflow float64 eigenvalues (their sum is
@@ -234,13 +245,15 @@ def finish_row(r: Row) -> None:
     if r.warning not in SCALE_ONLY_WARNINGS:
         alpha = v["alpha"]
         if math.isfinite(alpha) and duplicate_heavy(
-                r.evals[(r.evals >= v["xmin"]) & (r.evals <= v["xmax"])]):
+            r.evals[(r.evals >= v["xmin"]) & (r.evals <= v["xmax"])]
+        ):
             r.warning = RowWarning.DUPLICATE_EVALS
         else:
             r.warning = alpha_warning(alpha)
     if r.warning in SCALE_ONLY_WARNINGS:
-        for name in FIT_VARS + ALPHA_METRIC_VARS + FINGER_VARS + TPL_VARS + MP_VARS \
-                + DETX_VARS + RAND_VARS:
+        for name in (
+            FIT_VARS + ALPHA_METRIC_VARS + FINGER_VARS + TPL_VARS + MP_VARS + DETX_VARS + RAND_VARS
+        ):
             if name in v:
                 v[name] = np.nan
     elif r.warning == RowWarning.FIT_FAILED:  # NaN, never a count of 0 (docs/math.md §4)

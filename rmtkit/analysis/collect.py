@@ -35,8 +35,15 @@ def _cost(item: tuple[str, xr.DataArray]) -> int:
     return footprint(w.shape, w.dtype.itemsize) if w.ndim >= 2 else 0
 
 
-def layer_rows(item: tuple[str, xr.DataArray], *, pool: bool, min_evals: int,
-               max_evals: int | None, randomize: bool, key) -> tuple[str, list[Row]]:
+def layer_rows(
+    item: tuple[str, xr.DataArray],
+    *,
+    pool: bool,
+    min_evals: int,
+    max_evals: int | None,
+    randomize: bool,
+    key,
+) -> tuple[str, list[Row]]:
     """One layer's work: plan its rows, read and check ``W``, its spectra (and randomization).
 
     Runs on a local worker thread or a dask worker; ``key`` is
@@ -52,15 +59,29 @@ def layer_rows(item: tuple[str, xr.DataArray], *, pool: bool, min_evals: int,
     return path, rows
 
 
-def _remote_layer(path: str, dims: tuple, attrs: dict, array: np.ndarray,
-                  options: dict) -> tuple[str, list[Row]]:
+def _remote_layer(
+    path: str, dims: tuple, attrs: dict, array: np.ndarray, options: dict
+) -> tuple[str, list[Row]]:
     """:func:`layer_rows` of one layer's array on a dask worker (rebuilt as a DataArray)."""
     return layer_rows((path, xr.DataArray(array, dims=dims, attrs=attrs)), **options)
 
 
-def collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progress,
-            randomize=False, key=None, label="rmtkit", executor=None,
-            on_rows: Callable[[list[Row]], None] | None = None) -> list[Row]:
+def collect(
+    weights,
+    *,
+    layers,
+    min_evals,
+    max_evals,
+    pool,
+    base,
+    lora,
+    progress,
+    randomize=False,
+    key=None,
+    label="rmtkit",
+    executor=None,
+    on_rows: Callable[[list[Row]], None] | None = None,
+) -> list[Row]:
     """Resolve, select and stream the layers: rows with spectra (and randomization).
 
     Each layer's rows are handed to ``on_rows`` (on this thread) as soon as they are back.
@@ -69,15 +90,27 @@ def collect(weights, *, layers, min_evals, max_evals, pool, base, lora, progress
     tree = resolve(weights, base=base, lora=lora)
     chosen = select(tree, filt, layers)
     key = portable_key(key) if randomize else None
-    options = dict(pool=pool, min_evals=min_evals, max_evals=max_evals, randomize=randomize,
-                   key=key)
+    options = dict(
+        pool=pool, min_evals=min_evals, max_evals=max_evals, randomize=randomize, key=key
+    )
     client = dask_client(executor, dask_backed=any(w.chunks is not None for _, w in chosen))
     if client is None:
         results = ordered_map(functools.partial(layer_rows, **options), chosen, cost=_cost)
     else:
-        results = dask_map(client, _remote_layer, [
-            (path, w.dims, dict(w.attrs), w.data if w.chunks is not None else w.chunk().data,
-             options) for path, w in chosen])
+        results = dask_map(
+            client,
+            _remote_layer,
+            [
+                (
+                    path,
+                    w.dims,
+                    dict(w.attrs),
+                    w.data if w.chunks is not None else w.chunk().data,
+                    options,
+                )
+                for path, w in chosen
+            ],
+        )
     bar = Progress(len(chosen), progress, label)
     rows: list[Row] = []
     try:

@@ -15,8 +15,9 @@ from rmtkit._engine.rows import Row
 __all__ = ["netcdf_attrs", "rows_dataset"]
 
 
-def rows_dataset(rows: list[Row], variables: Sequence[str], *, pool: bool,
-                 attrs: dict) -> xr.Dataset:
+def rows_dataset(
+    rows: list[Row], variables: Sequence[str], *, pool: bool, attrs: dict
+) -> xr.Dataset:
     """The Dataset of ``rows``: their coordinates, the ``variables`` (a row without a value is
     NaN; ``num_evals`` defaults to the size of the row's spectrum) and ``warning``."""
     n = len(rows)
@@ -40,8 +41,7 @@ def rows_dataset(rows: list[Row], variables: Sequence[str], *, pool: bool,
             elif name == "num_evals":
                 col[i] = r.evals.size if r.evals is not None else r.n_expected
         data[name] = ("layer", col)
-    data["warning"] = ("layer", np.array([str(r.warning) for r in rows],
-                                         dtype=object).astype(str))
+    data["warning"] = ("layer", np.array([str(r.warning) for r in rows], dtype=object).astype(str))
     if n == 0:
         data["warning"] = ("layer", np.zeros(0, dtype="<U1"))
     return xr.Dataset(data, coords=coords, attrs=netcdf_attrs(attrs))

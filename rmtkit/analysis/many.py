@@ -47,6 +47,7 @@ def _pad_layers(ds: xr.Dataset, n: int) -> xr.Dataset:
     k = ds.sizes.get("layer", 0)
     if k == n:
         return ds
+
     def pad(var: xr.Variable) -> xr.Variable:
         if "layer" not in var.dims:
             return var
@@ -54,8 +55,11 @@ def _pad_layers(ds: xr.Dataset, n: int) -> xr.Dataset:
         values = np.asarray(var.values)
         shape = list(values.shape)
         shape[axis] = n - k
-        fill = np.full(shape, _fill_value(values.dtype), dtype=values.dtype
-                       if values.dtype.kind not in "US" else values.dtype)
+        fill = np.full(
+            shape,
+            _fill_value(values.dtype),
+            dtype=values.dtype if values.dtype.kind not in "US" else values.dtype,
+        )
         return xr.Variable(var.dims, np.concatenate([values, fill], axis=axis), var.attrs)
 
     data = {name: pad(v.variable) for name, v in ds.data_vars.items()}
@@ -63,8 +67,12 @@ def _pad_layers(ds: xr.Dataset, n: int) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=ds.attrs)
 
 
-def concat(results: Mapping[str, xr.Dataset] | Sequence[xr.Dataset], *, dim: str = "model",
-           names: Sequence[str] | None = None) -> xr.Dataset:
+def concat(
+    results: Mapping[str, xr.Dataset] | Sequence[xr.Dataset],
+    *,
+    dim: str = "model",
+    names: Sequence[str] | None = None,
+) -> xr.Dataset:
     """Stack per-model results (of :func:`analyze`) along a new dim (``model``, ``epoch``, ...).
 
     Models with fewer rows are padded (NaN metrics, ``""`` names, ``-1`` ids); the per-layer
@@ -78,13 +86,21 @@ def concat(results: Mapping[str, xr.Dataset] | Sequence[xr.Dataset], *, dim: str
     names = list(range(len(results))) if names is None else list(names)
     if len(names) != len(results):
         raise InvalidArgumentError(
-            f"{len(names)} names for {len(results)} results: give one name per result.")
+            f"{len(names)} names for {len(results)} results: give one name per result."
+        )
     n = max(ds.sizes.get("layer", 0) for ds in results)
     padded = [_pad_layers(ds, n) for ds in results]
     import pandas as pd
 
-    return xr.concat(padded, dim=pd.Index(names, name=dim), data_vars="all", coords="all",
-                     compat="equals", join="outer", combine_attrs="drop_conflicts")
+    return xr.concat(
+        padded,
+        dim=pd.Index(names, name=dim),
+        data_vars="all",
+        coords="all",
+        compat="equals",
+        join="outer",
+        combine_attrs="drop_conflicts",
+    )
 
 
 def _analyze_task(model: Any, **kwargs) -> xr.Dataset:
@@ -94,8 +110,9 @@ def _analyze_task(model: Any, **kwargs) -> xr.Dataset:
         return analyze(model, **kwargs)
 
 
-def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model",
-                 executor: Any = None, **kwargs) -> xr.Dataset:
+def analyze_many(
+    models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model", executor: Any = None, **kwargs
+) -> xr.Dataset:
     """:func:`analyze` each model (mapping name -> model, or a sequence) and :func:`concat`.
 
     With a ``dask.distributed`` client active (or ``executor="dask"`` / a ``Client``), each
@@ -106,8 +123,15 @@ def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model
     if isinstance(models, Mapping):
         items = list(models.items())
     else:
-        items = [(describe_input(m) if isinstance(m, (str, bytes)) or hasattr(m, "__fspath__")
-                  else str(i), m) for i, m in enumerate(models)]
+        items = [
+            (
+                describe_input(m)
+                if isinstance(m, (str, bytes)) or hasattr(m, "__fspath__")
+                else str(i),
+                m,
+            )
+            for i, m in enumerate(models)
+        ]
     if not items:
         raise InvalidArgumentError("`models` is empty.")
     client = dask_client(executor, dask_backed=True)
@@ -115,14 +139,16 @@ def analyze_many(models: Mapping[str, Any] | Sequence[Any], *, dim: str = "model
         results = {name: analyze(m, executor=executor, **kwargs) for name, m in items}
     else:
         kwargs = dict(kwargs, progress=False, executor="threads")
-        done = dask_map(client, functools.partial(_analyze_task, **kwargs),
-                        [(m,) for _, m in items])
+        done = dask_map(
+            client, functools.partial(_analyze_task, **kwargs), [(m,) for _, m in items]
+        )
         results = dict(zip([name for name, _ in items], done, strict=True))
     return concat(results, dim=dim)
 
 
-def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = DISTANCES,
-                    layers=None) -> xr.Dataset:
+def model_distances(
+    a: Any, b: Any, *, method: str | Sequence[str] = DISTANCES, layers=None
+) -> xr.Dataset:
     """Per-layer distances between two models' weights, layers matched by exact node path.
 
     Returns a Dataset with dim ``layer`` (the matched layers of ``a``, in its order), coords
@@ -141,9 +167,18 @@ def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = DISTANCES,
     with jax.enable_x64(True):
         for path, w in select(tree_a, filt, layers):
             n_rows, n_cols, rf = sizes(w.shape)
-            rows.append(Row(name=path, kind=str(w.attrs.get("kind", "")),
-                             layer_id=int(w.attrs.get("layer_id", -1)), N=n_rows, M=n_cols,
-                             rf=rf, slice_id=0, n_expected=rf * n_cols))
+            rows.append(
+                Row(
+                    name=path,
+                    kind=str(w.attrs.get("kind", "")),
+                    layer_id=int(w.attrs.get("layer_id", -1)),
+                    N=n_rows,
+                    M=n_cols,
+                    rf=rf,
+                    slice_id=0,
+                    n_expected=rf * n_cols,
+                )
+            )
             wb = other.get(path)
             wa_np = wb_np = None
             if wb is None or wb.shape != w.shape:
@@ -152,16 +187,29 @@ def model_distances(a: Any, b: Any, *, method: str | Sequence[str] = DISTANCES,
                 wa_np, reason = read_weights(w)
                 if not reason:
                     wb_np, reason = read_weights(wb)
-                if not reason and not (np.all(np.isfinite(wa_np))
-                                       and np.all(np.isfinite(wb_np))):
+                if not reason and not (np.all(np.isfinite(wa_np)) and np.all(np.isfinite(wb_np))):
                     reason = RowWarning.NON_FINITE_WEIGHTS
             rows[-1].warning = reason
             for m in methods:
-                values[m].append(np.nan if reason else float(distances(
-                    np.asarray(wa_np, np.float64), np.asarray(wb_np, np.float64), method=m)))
+                values[m].append(
+                    np.nan
+                    if reason
+                    else float(
+                        distances(
+                            np.asarray(wa_np, np.float64), np.asarray(wb_np, np.float64), method=m
+                        )
+                    )
+                )
             del wa_np, wb_np
     for r, i in zip(rows, range(len(rows)), strict=True):
         r.values = {m: values[m][i] for m in methods}
-    return rows_dataset(rows, methods, pool=True,
-                        attrs={"rmtkit_function": "model_distances", "a": describe_input(a),
-                               "b": describe_input(b)})
+    return rows_dataset(
+        rows,
+        methods,
+        pool=True,
+        attrs={
+            "rmtkit_function": "model_distances",
+            "a": describe_input(a),
+            "b": describe_input(b),
+        },
+    )

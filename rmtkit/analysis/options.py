@@ -27,39 +27,70 @@ def check_progress(progress) -> None:
     """Raise unless ``progress`` is True, False or ``"always"``."""
     if not (validate.is_bool(progress) or (isinstance(progress, str) and progress == PROGRESS)):
         raise InvalidArgumentError(
-            f"`progress` must be True, False or 'always'; got {progress!r:.80}.")
+            f"`progress` must be True, False or 'always'; got {progress!r:.80}."
+        )
 
 
-def check_options(*, min_evals, max_evals, pool, fit, xmin_method, xmin_max, xmax, fix_fingers,
-                  randomize, mp_fit, detx, lora, progress=False) -> KernelOptions:
+def check_options(
+    *,
+    min_evals,
+    max_evals,
+    pool,
+    fit,
+    xmin_method,
+    xmin_max,
+    xmax,
+    fix_fingers,
+    randomize,
+    mp_fit,
+    detx,
+    lora,
+    progress=False,
+) -> KernelOptions:
     """Check every option's type and range (no layer is read); the kernels' static options."""
     if not validate.is_int(min_evals) or min_evals < 0:
         raise InvalidArgumentError(f"`min_evals` must be an int >= 0; got {min_evals!r:.80}.")
     if max_evals is not None:
         if not validate.is_int(max_evals) or max_evals < 1:
             raise InvalidArgumentError(
-                f"`max_evals` must be None or an int >= 1; got {max_evals!r:.80}.")
+                f"`max_evals` must be None or an int >= 1; got {max_evals!r:.80}."
+            )
         if max_evals < min_evals:
             raise InvalidArgumentError(
                 f"`max_evals`={max_evals} is smaller than `min_evals`={min_evals}: no layer "
-                "could be analysed.")
-    for name, value in (("pool", pool), ("randomize", randomize), ("mp_fit", mp_fit),
-                        ("detx", detx)):
+                "could be analysed."
+            )
+    for name, value in (
+        ("pool", pool),
+        ("randomize", randomize),
+        ("mp_fit", mp_fit),
+        ("detx", detx),
+    ):
         validate.flag(value, name)
     check_progress(progress)
     validate.choice(fit, "fit", FITS)
     validate.choice(xmin_method, "xmin_method", XMIN_METHODS)
     validate.choice(fix_fingers, "fix_fingers", FIX_FINGERS)
-    if not (xmax is None or (isinstance(xmax, str) and xmax == "force") or (
-            validate.is_int(xmax) and -_MAX_DROP <= xmax < 0)):
+    if not (
+        xmax is None
+        or (isinstance(xmax, str) and xmax == "force")
+        or (validate.is_int(xmax) and -_MAX_DROP <= xmax < 0)
+    ):
         raise InvalidArgumentError(
-            f"`xmax` must be None, 'force' or a negative int -k (k < 2**31); got {xmax!r:.80}.")
+            f"`xmax` must be None, 'force' or a negative int -k (k < 2**31); got {xmax!r:.80}."
+        )
     validate.finite_positive(xmin_max, "xmin_max")
     if fit != "PL" and (fix_fingers is not None or xmax is not None):
         raise InvalidArgumentError(
-            f"`fix_fingers` and `xmax` apply to fit='PL' only; got fit={fit!r}.")
+            f"`fix_fingers` and `xmax` apply to fit='PL' only; got fit={fit!r}."
+        )
     validate.choice(lora, "lora", LORA_MODES)
-    return KernelOptions(fit=fit, xmin_method=xmin_method,
-                         xmin_max=None if xmin_max is None else float(xmin_max),
-                         xmax=xmax if xmax is None or isinstance(xmax, str) else int(xmax),
-                         fix_fingers=fix_fingers, mp_fit=bool(mp_fit), detx=bool(detx))
+    return KernelOptions(
+        fit=fit,
+        xmin_method=xmin_method,
+        xmin_max=None if xmin_max is None else float(xmin_max),
+        xmax=xmax if xmax is None or isinstance(xmax, str) else int(xmax),
+        fix_fingers=fix_fingers,
+        mp_fit=bool(mp_fit),
+        detx=bool(detx),
+    )

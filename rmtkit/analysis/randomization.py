@@ -49,9 +49,10 @@ def randomize_rows(a: np.ndarray, rows: list[Row], key, *, pool: bool) -> None:
         return
     layer_key = jax.random.fold_in(key, rows[0].layer_id)
     pooled = pool or a.ndim == 2  # one row, rows[0], for the whole layer
-    for row in ([rows[0]] if pooled else rows):
+    for row in [rows[0]] if pooled else rows:
         if row not in todo:
             continue
         mat, k = randomization_unit(a, layer_key, None if pooled else row.slice_id)
         row.rand_evals, row.values["max_rand_eval"] = randomized_spectra(
-            mat, k, conv_norm=CONV_NORM)
+            mat, k, conv_norm=CONV_NORM
+        )

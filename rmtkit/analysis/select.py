@@ -41,10 +41,12 @@ def _filter_items(value, what: str) -> list:
     if isinstance(value, np.ndarray) and value.ndim == 1:
         return value.tolist()
     if isinstance(value, Iterable) and not isinstance(
-            value, (Mapping, bytes, bytearray, np.ndarray)):
+        value, (Mapping, bytes, bytearray, np.ndarray)
+    ):
         return list(value)
     raise InvalidArgumentError(
-        f"`layers` {what} must be an int, a str or a list of them; got {value!r}.")
+        f"`layers` {what} must be an int, a str or a list of them; got {value!r}."
+    )
 
 
 def parse_layers(layers) -> Filter:
@@ -56,8 +58,8 @@ def parse_layers(layers) -> Filter:
         unknown = set(layers) - {"include", "exclude"}
         if unknown:
             raise InvalidArgumentError(
-                "`layers` as a dict takes the keys 'include' and 'exclude'; "
-                f"got {sorted(unknown)}.")
+                f"`layers` as a dict takes the keys 'include' and 'exclude'; got {sorted(unknown)}."
+            )
         groups = [(item, False) for item in _filter_items(layers.get("include", []), "include")]
         groups += [(item, True) for item in _filter_items(layers.get("exclude", []), "exclude")]
     else:
@@ -73,13 +75,15 @@ def parse_layers(layers) -> Filter:
         if isinstance(item, bool) or not isinstance(item, (str, int, np.integer)):
             raise InvalidArgumentError(
                 f"`layers` entries must be layer ids (int), kinds ({', '.join(KINDS)}) or name "
-                f"patterns (str); got {item!r}.")
+                f"patterns (str); got {item!r}."
+            )
         if isinstance(item, str) and not item:
             raise InvalidArgumentError("`layers` entries must not be empty strings.")
         if isinstance(item, (int, np.integer)):
             if item < 0:
                 raise InvalidArgumentError(
-                    f"`layers` id {item} is negative inside an include/exclude list.")
+                    f"`layers` id {item} is negative inside an include/exclude list."
+                )
             (filt.exclude_ids if exclude else filt.include_ids).add(int(item))
         elif item in KINDS:
             (filt.exclude_kinds if exclude else filt.include_kinds).add(item)
@@ -103,14 +107,22 @@ def _name_matches(pattern: str, path: str, source: str) -> bool:
 
 def matches(filt: Filter, path: str, attrs: Mapping) -> bool:
     """Whether the layer at ``path`` with node ``attrs`` passes ``filt``."""
-    lid, kind, source = int(attrs.get("layer_id", -1)), attrs.get("kind"), str(
-        attrs.get("source", ""))
+    lid, kind, source = (
+        int(attrs.get("layer_id", -1)),
+        attrs.get("kind"),
+        str(attrs.get("source", "")),
+    )
     if filt.has_include and not (
-            lid in filt.include_ids or kind in filt.include_kinds
-            or any(_name_matches(p, path, source) for p in filt.include_patterns)):
+        lid in filt.include_ids
+        or kind in filt.include_kinds
+        or any(_name_matches(p, path, source) for p in filt.include_patterns)
+    ):
         return False
-    return not (lid in filt.exclude_ids or kind in filt.exclude_kinds
-                or any(_name_matches(p, path, source) for p in filt.exclude_patterns))
+    return not (
+        lid in filt.exclude_ids
+        or kind in filt.exclude_kinds
+        or any(_name_matches(p, path, source) for p in filt.exclude_patterns)
+    )
 
 
 def select_layers(tree: xr.DataTree, layers=None) -> list[tuple[str, xr.DataArray]]:

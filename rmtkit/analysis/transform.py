@@ -62,8 +62,9 @@ def _num_traps(a: np.ndarray, layer_key, margin: str) -> int:
     return int(fit.num_spikes) if bool(fit.ok) else 0
 
 
-def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = "ww",
-            layers=None) -> xr.DataTree:
+def sharpen(
+    weights: Any, key: Any = None, *, mode: str = "zero", margin: str = "ww", layers=None
+) -> xr.DataTree:
     """Remove correlation traps from every layer (WeightWatcher ``SVDSharpness``).
 
     Per layer: randomize ``W`` (key ``fold_in(key, layer_id)``: the draw of
@@ -103,13 +104,21 @@ def sharpen(weights: Any, key: Any = None, *, mode: str = "zero", margin: str = 
                 if traps <= 0:
                     return a
                 return np.asarray(svd_sharpen(a, traps, mode=mode, margin=margin)).astype(a.dtype)
+
         return fn
 
     return _rebuild(weights, layers, make, f"sharpen(mode={mode})")
 
 
-def smooth(weights: Any, method: str | None = "detX", *, k: int | None = None,
-           percent: float = 0.2, margin: str = "ww", layers=None) -> xr.DataTree:
+def smooth(
+    weights: Any,
+    method: str | None = "detX",
+    *,
+    k: int | None = None,
+    percent: float = 0.2,
+    margin: str = "ww",
+    layers=None,
+) -> xr.DataTree:
     """Keep (or drop) the top singular components of every layer (WeightWatcher
     ``SVDSmoothing``), per slice, with ``rmtkit.svd_smooth``.
 
@@ -141,8 +150,10 @@ def smooth(weights: Any, method: str | None = "detX", *, k: int | None = None,
             if not _usable(a):
                 return a
             with jax.enable_x64(True):
-                return np.asarray(svd_smooth(a, percent=float(percent), margin=margin, **kw)
-                                  ).astype(a.dtype)
+                return np.asarray(
+                    svd_smooth(a, percent=float(percent), margin=margin, **kw)
+                ).astype(a.dtype)
+
         return fn
 
     label = f"smooth(k={k})" if k is not None else f"smooth(method={method})"

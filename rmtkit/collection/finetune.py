@@ -73,13 +73,17 @@ def delta_collection(tree: xr.DataTree, base: xr.DataTree) -> xr.DataTree:
             skip = {SKIP_ATTR: RowWarning.NO_BASE_LAYER.value}
             nodes.append((path, node_like(w, _same(w), **skip)))
         elif wb.shape != w.shape:
-            nodes.append((path, node_like(w, _same(w),
-                                          **{SKIP_ATTR: RowWarning.BASE_SHAPE_MISMATCH.value})))
+            nodes.append(
+                (path, node_like(w, _same(w), **{SKIP_ATTR: RowWarning.BASE_SHAPE_MISMATCH.value}))
+            )
         else:
             data = LazyArray(
-                lambda w=w, wb=wb: np.asarray(w.values, np.float64) - np.asarray(wb.values,
-                                                                                np.float64),
-                w.shape, np.float64)  # exact difference of two float32 arrays
+                lambda w=w, wb=wb: (
+                    np.asarray(w.values, np.float64) - np.asarray(wb.values, np.float64)
+                ),
+                w.shape,
+                np.float64,
+            )  # exact difference of two float32 arrays
             nodes.append((path, node_like(w, data, base_source=str(wb.attrs.get("source", "")))))
     return build_tree(nodes)
 
@@ -117,7 +121,7 @@ def _split_key(name: str) -> tuple[str, str] | None:
             module = ".".join(parts[:i])
             for prefix in ("base_model.model.", "base_model."):
                 if module.startswith(prefix):
-                    module = module[len(prefix):]
+                    module = module[len(prefix) :]
                     break
             return module, m.group(1)
     return None
@@ -136,25 +140,31 @@ def _delta_fn(a: xr.DataArray, b: xr.DataArray, which: str, scale: float, where:
     a_shape, b_shape = tuple(a.shape), tuple(b.shape)
     if which == "embedding":  # A (r, vocab), B (dim, r) -> (vocab, dim)
         if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[0] != b_shape[1]:
-            raise CorruptModelError(f"{where}: lora_embedding_A {a_shape} and "
-                                    f"lora_embedding_B {b_shape} do not compose")
+            raise CorruptModelError(
+                f"{where}: lora_embedding_A {a_shape} and lora_embedding_B {b_shape} do not compose"
+            )
         shape, kind = (a_shape[1], b_shape[0]), "embedding"
 
         def delta():
             return scale * (np.asarray(b.values, np.float64) @ np.asarray(a.values, np.float64)).T
     elif len(a_shape) == 2:  # A (r, in), B (out, r) -> (out, in)
         if len(b_shape) != 2 or a_shape[0] != b_shape[1]:
-            raise CorruptModelError(f"{where}: lora_A {a_shape} and lora_B {b_shape} do not "
-                                    "compose")
+            raise CorruptModelError(
+                f"{where}: lora_A {a_shape} and lora_B {b_shape} do not compose"
+            )
         shape, kind = (b_shape[0], a_shape[1]), "dense"
 
         def delta():
             return scale * (np.asarray(b.values, np.float64) @ np.asarray(a.values, np.float64))
     else:  # conv: A (r, in, *k), B (out, r, 1...) -> (out, in, *k)
-        if len(b_shape) != len(a_shape) or b_shape[1] != a_shape[0] or any(
-                s != 1 for s in b_shape[2:]):
-            raise CorruptModelError(f"{where}: lora_A {a_shape} and lora_B {b_shape} do not "
-                                    "compose")
+        if (
+            len(b_shape) != len(a_shape)
+            or b_shape[1] != a_shape[0]
+            or any(s != 1 for s in b_shape[2:])
+        ):
+            raise CorruptModelError(
+                f"{where}: lora_A {a_shape} and lora_B {b_shape} do not compose"
+            )
         shape = (b_shape[0],) + a_shape[1:]
         kind = "conv1d" if len(a_shape) == 3 else "conv2d"
 
@@ -162,6 +172,7 @@ def _delta_fn(a: xr.DataArray, b: xr.DataArray, which: str, scale: float, where:
             bm = np.asarray(b.values, np.float64).reshape(b_shape[:2])
             am = np.asarray(a.values, np.float64)
             return scale * np.tensordot(bm, am, axes=(1, 0))
+
     return delta, shape, kind
 
 
@@ -186,7 +197,8 @@ def _read_adapter(folder: Path):
             break
     if weights is None:
         raise CorruptModelError(
-            f"{where}: adapter folder without adapter_model.safetensors or adapter_model.bin")
+            f"{where}: adapter folder without adapter_model.safetensors or adapter_model.bin"
+        )
     tensors: dict[str, dict[str, xr.DataArray]] = {}
     for _, w in iter_layers(load(weights)):
         key = _split_key(str(w.attrs.get("source", "")))
@@ -208,13 +220,13 @@ def _read_adapter(folder: Path):
 
 
 def _scale(config: dict, module: str, r: int) -> float:
-    alpha = float(_pattern_value(config.get("alpha_pattern"), module,
-                                 config.get("lora_alpha", r)))
+    alpha = float(_pattern_value(config.get("alpha_pattern"), module, config.get("lora_alpha", r)))
     return alpha / (np.sqrt(r) if config.get("use_rslora") else r)
 
 
-def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
-                    mode: str = "delta") -> xr.DataTree:
+def lora_collection(
+    adapter: str | os.PathLike, *, base: Any = None, mode: str = "delta"
+) -> xr.DataTree:
     """Weight collection of a LoRA / PEFT adapter folder (module docstring).
 
     Parameters
@@ -233,7 +245,8 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
     folder = _adapter_dir(adapter)
     if folder is None:
         raise UnsupportedModelError(
-            f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+            f"{adapter}: not a LoRA adapter folder (no adapter_config.json)"
+        )
     if mode == "merged" and base is None:
         raise InvalidArgumentError("`lora='merged'` needs the base model: pass `base=`.")
     config, modules, where = _read_adapter(folder)
@@ -267,12 +280,17 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
                 if tuple(wb.shape) != shape:
                     raise CorruptModelError(
                         f"{where}: LoRA delta of {module!r} has shape {shape}, the base layer "
-                        f"{path!r} has {tuple(wb.shape)}")
+                        f"{path!r} has {tuple(wb.shape)}"
+                    )
             node = weight_node(
-                LazyArray(delta, shape, np.float64), kind=kind, source=f"{module}.weight",
-                framework="peft", op="LoRA", layer_id=layer_id, dtype="float64",
-                attrs={"lora_rank": r, "lora_scale": _scale(config, module, r),
-                       "adapter": where},
+                LazyArray(delta, shape, np.float64),
+                kind=kind,
+                source=f"{module}.weight",
+                framework="peft",
+                op="LoRA",
+                layer_id=layer_id,
+                dtype="float64",
+                attrs={"lora_rank": r, "lora_scale": _scale(config, module, r), "adapter": where},
             )
             nodes.append((path, node))
         return build_tree(nodes)
@@ -280,8 +298,17 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
     matched_modules = set()
     for path, wb in iter_layers(base_tree):
         src = str(wb.attrs.get("source", ""))
-        module = next((m for m in (src.removesuffix(".weight").removesuffix(".kernel"),
-                                   path.replace("/", ".")) if m in deltas), None)
+        module = next(
+            (
+                m
+                for m in (
+                    src.removesuffix(".weight").removesuffix(".kernel"),
+                    path.replace("/", "."),
+                )
+                if m in deltas
+            ),
+            None,
+        )
         if module is None:
             nodes.append((path, node_like(wb, _same(wb))))
             continue
@@ -289,14 +316,27 @@ def lora_collection(adapter: str | os.PathLike, *, base: Any = None,
         if tuple(wb.shape) != shape:
             raise CorruptModelError(
                 f"{where}: LoRA delta of {module!r} has shape {shape}, the base layer {path!r} "
-                f"has {tuple(wb.shape)}")
+                f"has {tuple(wb.shape)}"
+            )
         matched_modules.add(module)
-        data = LazyArray(lambda wb=wb, delta=delta: (np.asarray(wb.values, np.float64) + delta()
-                                                   ).astype(wb.dtype), shape, wb.dtype)
-        nodes.append((path, node_like(wb, data, lora_rank=r,
-                                      lora_scale=_scale(config, module, r), adapter=where)))
+        data = LazyArray(
+            lambda wb=wb, delta=delta: (np.asarray(wb.values, np.float64) + delta()).astype(
+                wb.dtype
+            ),
+            shape,
+            wb.dtype,
+        )
+        nodes.append(
+            (
+                path,
+                node_like(
+                    wb, data, lora_rank=r, lora_scale=_scale(config, module, r), adapter=where
+                ),
+            )
+        )
     missing = sorted(set(deltas) - matched_modules)
     if missing:
         raise CorruptModelError(
-            f"{where}: adapted modules {missing[:5]} have no layer in the base model")
+            f"{where}: adapted modules {missing[:5]} have no layer in the base model"
+        )
     return build_tree(nodes)

@@ -1,5 +1,4 @@
-"""The collection's data model: nodes, lazy arrays, validation (see :mod:`rmtkit.collection`).
-"""
+"""The collection's data model: nodes, lazy arrays, validation (see :mod:`rmtkit.collection`)."""
 
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -88,8 +87,9 @@ class LazyArray(BackendArray):
     than the tensor being read.
     """
 
-    def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any,
-                 name: str = ""):
+    def __init__(
+        self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any, name: str = ""
+    ):
         self._load = load
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
@@ -100,16 +100,16 @@ class LazyArray(BackendArray):
     ) -> "LazyArray":
         """Compose a further transform, still lazily."""
         load = self._load
-        return LazyArray(lambda: fn(load()), shape, self.dtype if dtype is None else dtype,
-                         self.name)
+        return LazyArray(
+            lambda: fn(load()), shape, self.dtype if dtype is None else dtype, self.name
+        )
 
     def load(self) -> np.ndarray:
         """Read the full array (checking it has the promised shape)."""
         a = np.asarray(self._load())
         if a.shape != self.shape:
             raise InvalidWeightsError(
-                f"tensor {self.name!r}: its loader produced shape {a.shape}, expected "
-                f"{self.shape}"
+                f"tensor {self.name!r}: its loader produced shape {a.shape}, expected {self.shape}"
             )
         return a.astype(self.dtype, copy=False)
 
@@ -282,7 +282,11 @@ def from_layers(
             (
                 sanitize_path(str(name)),
                 weight_node(
-                    value, kind=kind, source=str(name), framework=framework, op="array",
+                    value,
+                    kind=kind,
+                    source=str(name),
+                    framework=framework,
+                    op="array",
                     layer_id=i,
                 ),
             )
@@ -324,9 +328,7 @@ def validate_collection(tree: Any) -> xr.DataTree:
             raise InvalidWeightsError(f"layer {path!r}: missing attrs {missing}")
         kind = node.attrs["kind"]
         if kind not in DIMS:
-            raise InvalidWeightsError(
-                f"layer {path!r}: kind {kind!r} is not one of {KINDS}"
-            )
+            raise InvalidWeightsError(f"layer {path!r}: kind {kind!r} is not one of {KINDS}")
         if tuple(w.dims) != DIMS[kind]:
             raise InvalidWeightsError(
                 f"layer {path!r}: a {kind} W must have dims {DIMS[kind]}, got {tuple(w.dims)}"
@@ -369,8 +371,9 @@ def iter_layers(tree: xr.DataTree) -> Iterator[tuple[str, xr.DataArray]]:
         yield node.path.lstrip("/"), w
 
 
-def node_like(w: xr.DataArray, data: Any, *, layer_id: int | None = None,
-              **attrs: Any) -> xr.Dataset:
+def node_like(
+    w: xr.DataArray, data: Any, *, layer_id: int | None = None, **attrs: Any
+) -> xr.Dataset:
     """A layer node with the attrs of ``w`` (a DataArray from ``iter_layers``) and new data.
 
     ``data`` is an array or a :class:`LazyArray` in the canonical layout of ``w``'s kind.
@@ -379,9 +382,15 @@ def node_like(w: xr.DataArray, data: Any, *, layer_id: int | None = None,
     extra = {k: v for k, v in old.items() if k not in _REQUIRED_ATTRS and k != "groups"}
     extra.update(attrs)
     return weight_node(
-        data, kind=old["kind"], source=old["source"], framework=old["framework"], op=old["op"],
-        layer_id=int(old["layer_id"] if layer_id is None else layer_id), dtype=old["dtype"],
-        groups=old.get("groups"), attrs=extra,
+        data,
+        kind=old["kind"],
+        source=old["source"],
+        framework=old["framework"],
+        op=old["op"],
+        layer_id=int(old["layer_id"] if layer_id is None else layer_id),
+        dtype=old["dtype"],
+        groups=old.get("groups"),
+        attrs=extra,
     )
 
 

@@ -61,7 +61,8 @@ def distances(
     if w1.shape != w2.shape:
         raise InvalidWeightsError(
             f"`W1` and `W2` must have the same shape, got {w1.shape} and {w2.shape}; "
-            "compare the same layer of two models.")
+            "compare the same layer of two models."
+        )
     validate.choice(method, "method", DISTANCES)
     dtype = compute_dtype(jnp.promote_types(w1.dtype, w2.dtype))
     a, b = w1.astype(dtype), w2.astype(dtype)
@@ -74,8 +75,7 @@ def distances(
     sa, sb = slices(a), slices(b)  # (rf, N, M)
 
     def fro(x, y):
-        return jnp.sqrt(jnp.sum(jnp.einsum("rni,rnj->rij", x, y, precision=_HI) ** 2,
-                                axis=(1, 2)))
+        return jnp.sqrt(jnp.sum(jnp.einsum("rni,rnj->rij", x, y, precision=_HI) ** 2, axis=(1, 2)))
 
     den = jnp.sqrt(fro(sa, sa) * fro(sb, sb))
     ok = den > 0

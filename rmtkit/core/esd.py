@@ -65,8 +65,9 @@ def oriented_slices(w, xp):
     return stack if w.shape[0] >= w.shape[1] else xp.swapaxes(stack, 1, 2)
 
 
-def combine_slices(evals, *, ndim: int, n_rows: int, normalize: bool, pool: bool,
-                   conv_norm: float, xp=jnp):
+def combine_slices(
+    evals, *, ndim: int, n_rows: int, normalize: bool, pool: bool, conv_norm: float, xp=jnp
+):
     """docs/math.md §1 conventions on per-slice spectra ``(rf, M)``: divide by :math:`N` if
     ``normalize``; a dense layer (``ndim == 2``) is its one slice; a kernel is pooled (all
     slices, sorted, times ``conv_norm``) or kept per slice (times ``rf * conv_norm``)."""
@@ -169,8 +170,9 @@ def esd(
     dtype = compute_dtype(w.dtype) if dtype is None else jnp.dtype(dtype)
     n_rows, _ = oriented_shape(w.shape)
     evals = METHODS[method](slices(w).astype(dtype))  # (rf, M)
-    return combine_slices(evals, ndim=w.ndim, n_rows=n_rows, normalize=normalize, pool=pool,
-                          conv_norm=conv_norm)
+    return combine_slices(
+        evals, ndim=w.ndim, n_rows=n_rows, normalize=normalize, pool=pool, conv_norm=conv_norm
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,10 +202,12 @@ def _host_spectrum(s: ArrayLike, i: int) -> np.ndarray:
         a = np.asarray(s)
     except (TypeError, ValueError) as err:
         raise validate.InvalidWeightsError(
-            f"`spectra[{i}]` must be an array of real numbers ({err}).") from err
+            f"`spectra[{i}]` must be an array of real numbers ({err})."
+        ) from err
     if a.dtype.kind not in "biuf" and not validate.is_real_dtype(a.dtype):
         raise validate.InvalidWeightsError(
-            f"`spectra[{i}]` must hold real numbers, got dtype {a.dtype}.")
+            f"`spectra[{i}]` must hold real numbers, got dtype {a.dtype}."
+        )
     return a.reshape(-1)
 
 
@@ -224,7 +228,8 @@ def pad_spectra(
     validate.positive(length, "length", integer=True, allow_zero=True)
     if length < longest:
         raise validate.InvalidArgumentError(
-            f"`length`={length} is shorter than the longest spectrum ({longest}).")
+            f"`length`={length} is shorter than the longest spectrum ({longest})."
+        )
     dtype = np.result_type(*arrays) if arrays else np.float64
     out = np.full((len(arrays), length), fill, dtype=dtype)
     valid = np.zeros((len(arrays), length), dtype=bool)

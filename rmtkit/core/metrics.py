@@ -118,8 +118,9 @@ def stable_rank(evals, mask=None):
     total, top = norm(x, m), lambda_max(x, m)
     safe_top = jnp.where(top > 0, top, 1.0)
     scaled, e = _scaled(x, m, top)
-    ratio = jnp.where(jnp.isposinf(total), jnp.sum(scaled) / jnp.ldexp(safe_top, -e),
-                      total / safe_top)
+    ratio = jnp.where(
+        jnp.isposinf(total), jnp.sum(scaled) / jnp.ldexp(safe_top, -e), total / safe_top
+    )
     return jnp.where(top > 0, _no_inf(ratio), jnp.nan)  # inf: huge negative "eigenvalues"
 
 
@@ -155,7 +156,7 @@ def log_alpha_norm(evals, alpha: Float[ArrayLike, ""], mask=None):
     top = lambda_max(x, m)
     pos = m & (x > 0)
     ratio = jnp.where(pos, x / jnp.where(top > 0, top, 1.0), 1.0)
-    powered = jnp.where(pos, ratio ** alpha, 0.0)
+    powered = jnp.where(pos, ratio**alpha, 0.0)
     direct = alpha * _log10_pos(top) + _log10_pos(jnp.sum(powered))
     logs = jnp.where(pos, alpha * jnp.log(ratio), -jnp.inf)
     stable = alpha * _log10_pos(top) + jax.nn.logsumexp(logs) / jnp.log(10.0)
@@ -190,8 +191,11 @@ def entropy(evals, n_rows: int | ArrayLike, mask=None):
     keep = m & (x > 0)
     total = norm(x, m)
     scaled, _ = _scaled(x, m, lambda_max(x, m))  # overflow-free when the sum is not
-    p = jnp.where(jnp.isposinf(total), jnp.where(keep, scaled, 0.0) / jnp.sum(scaled),
-                  jnp.where(keep, x, 0.0) / total)
+    p = jnp.where(
+        jnp.isposinf(total),
+        jnp.where(keep, scaled, 0.0) / jnp.sum(scaled),
+        jnp.where(keep, x, 0.0) / total,
+    )
     plogp = jnp.where(keep, p * jnp.log(jnp.where(keep, p, 1.0)), 0.0)
     rank = matrix_rank(x, n_rows, m).astype(x.dtype)
     return jnp.where(rank > 1, -jnp.sum(plogp) / jnp.log(jnp.maximum(rank, 2.0)), jnp.nan)

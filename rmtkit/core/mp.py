@@ -41,7 +41,8 @@ def _check_q(Q) -> None:
         raise InvalidArgumentError(f"`Q` must be a number >= 1 (N/M with N >= M); got {Q!r}.")
     if isinstance(Q, int | float) and not Q >= 1:
         raise InvalidArgumentError(
-            f"`Q` must be >= 1 (Q = N/M of the matrix oriented N >= M); got {Q!r}.")
+            f"`Q` must be >= 1 (Q = N/M of the matrix oriented N >= M); got {Q!r}."
+        )
 
 
 def _check_sigma(sigma) -> None:
@@ -51,7 +52,8 @@ def _check_sigma(sigma) -> None:
         raise InvalidArgumentError(f"`sigma` must be a number > 0; got {sigma!r}.")
     if isinstance(sigma, int | float) and not (0 < sigma and math.isfinite(float(sigma) * sigma)):
         raise InvalidArgumentError(
-            f"`sigma` must be > 0 with a finite square (below ~1.3e154); got {sigma!r}.")
+            f"`sigma` must be > 0 with a finite square (below ~1.3e154); got {sigma!r}."
+        )
 
 
 def _edges(Q, sigma, dtype):
@@ -156,7 +158,8 @@ def mp_cdf(
     u = jnp.clip((2.0 * ts - a - b) / (b - a), -1.0, 1.0)
     v = jnp.clip(((a + b) * ts - 2.0 * a * b) / (ts * (b - a)), -1.0, 1.0)
     val = (r + 0.5 * (a + b) * jnp.arcsin(u) - jnp.sqrt(a * b) * jnp.arcsin(v)) / (
-        2.0 * jnp.pi * y) + 0.5
+        2.0 * jnp.pi * y
+    ) + 0.5
     return jnp.where(t >= b, 1.0, jnp.where(inside, jnp.clip(val, 0.0, 1.0), 0.0))
 
 
@@ -253,10 +256,10 @@ class MPFit(NamedTuple):
 def _margin(margin, sigma2, bulk_max, q, m, dtype):
     """Spike threshold above ``bulk_max`` (rescaled units), docs/math.md §5 step 4."""
     if margin == "ww":
-        return bulk_max + jnp.sqrt(q ** -0.5 * bulk_max ** (2.0 / 3.0) * m ** (-2.0 / 3.0))
+        return bulk_max + jnp.sqrt(q**-0.5 * bulk_max ** (2.0 / 3.0) * m ** (-2.0 / 3.0))
     n = q * m
     root = jnp.sqrt(jnp.maximum(n - 1.0, 1.0)) + jnp.sqrt(m)
-    mu = root ** 2
+    mu = root**2
     s = root * (1.0 / jnp.sqrt(jnp.maximum(n - 1.0, 1.0)) + 1.0 / jnp.sqrt(m)) ** (1.0 / 3.0)
     return sigma2 * (mu + jnp.asarray(TW1_95, dtype) * s) / n
 
@@ -395,8 +398,14 @@ def _mp_fit(x, valid, Q, M, margin, bulk_fraction, n_iter) -> MPFit:
         den = jnp.sum(jnp.where(use, quant * quant, 0.0))
         bulk_s2 = num / jnp.where(den > 0, den, 1.0)
         _, bulk_hi = _edges(q_bulk, 1.0, dtype)
-        edge = _margin(margin, bulk_s2 * n_rows / (n_rows - k_slice), bulk_s2 * bulk_hi,
-                       q_bulk, m - k_slice, dtype)
+        edge = _margin(
+            margin,
+            bulk_s2 * n_rows / (n_rows - k_slice),
+            bulk_s2 * bulk_hi,
+            q_bulk,
+            m - k_slice,
+            dtype,
+        )
         spikes = jnp.sum(in_spectrum & (t > edge))
         sigma2 = bulk_s2 * n_rows / (n_rows - k_slice)
         return jnp.minimum(spikes, n // 2), sigma2, edge, spikes

@@ -158,7 +158,8 @@ def _scan_all(lx: Array, n: Array, *, small: Array, force: bool) -> tuple[Array,
         return _scan_block(jnp.asarray(0), length, lx, n, small=small, force=force)
     alphas, ds = jax.lax.map(
         lambda b: _scan_block(b * block, block, lx, n, small=small, force=force),
-        jnp.arange(n_blocks))
+        jnp.arange(n_blocks),
+    )
     return alphas.reshape(-1)[:length], ds.reshape(-1)[:length]
 
 
@@ -290,8 +291,11 @@ def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):
     best = jnp.where(jnp.any(valid), positions[k], fallback)
     if fast.dtype != lx.dtype:  # the fallback (index 0) is not among the rescored ones
         a0, d0 = _fit_at(x, n, jnp.asarray(0), small=small, force=force)
-        return best, jnp.where(best == positions[k], alpha[k], a0), jnp.where(
-            best == positions[k], ks[k], d0)
+        return (
+            best,
+            jnp.where(best == positions[k], alpha[k], a0),
+            jnp.where(best == positions[k], ks[k], d0),
+        )
     return best, alpha[jnp.maximum(best, 0)], ks[jnp.maximum(best, 0)]
 
 
@@ -314,8 +318,9 @@ def _succeeded(n: Array, i: Array, alpha: Array, ks: Array) -> Array:
     return (i >= 0) & (n >= 2) & (alpha > 1.0) & jnp.isfinite(alpha) & jnp.isfinite(ks)
 
 
-def _assemble(x, n, i, alpha, ks, *, ci: float, raw_alpha=None, num_fingers=None,
-              bad=False) -> PowerLawFit:
+def _assemble(
+    x, n, i, alpha, ks, *, ci: float, raw_alpha=None, num_fingers=None, bad=False
+) -> PowerLawFit:
     """Package one fit, NaN where it failed (no admissible candidate, too few data, bad data)."""
     dtype = x.dtype
     n_tail = jnp.where(i >= 0, n - i, 0)
@@ -443,17 +448,51 @@ def fit_pl(
     if ci is not None and not 0.0 < ci < 1.0:
         raise validate.InvalidArgumentError(f"`ci` must be in (0, 1); got {ci!r}.")
     validate.positive(max_fingers, "max_fingers", integer=True)
-    return _fit_pl_compiled(x, m, xmin, xmin_method=xmin_method, xmin_max=xmin_max,
-                            force=force, drop=drop, fix_fingers=fix_fingers,
-                            max_fingers=max_fingers, finger_thresh=finger_thresh,
-                            thresh=thresh, ci=ci)
+    return _fit_pl_compiled(
+        x,
+        m,
+        xmin,
+        xmin_method=xmin_method,
+        xmin_max=xmin_max,
+        force=force,
+        drop=drop,
+        fix_fingers=fix_fingers,
+        max_fingers=max_fingers,
+        finger_thresh=finger_thresh,
+        thresh=thresh,
+        ci=ci,
+    )
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "xmin_method", "xmin_max", "force", "drop", "fix_fingers", "max_fingers", "finger_thresh",
-    "thresh", "ci"))
-def _fit_pl_compiled(x, m, xmin, *, xmin_method, xmin_max, force, drop, fix_fingers,
-                     max_fingers, finger_thresh, thresh, ci) -> PowerLawFit:
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "xmin_method",
+        "xmin_max",
+        "force",
+        "drop",
+        "fix_fingers",
+        "max_fingers",
+        "finger_thresh",
+        "thresh",
+        "ci",
+    ),
+)
+def _fit_pl_compiled(
+    x,
+    m,
+    xmin,
+    *,
+    xmin_method,
+    xmin_max,
+    force,
+    drop,
+    fix_fingers,
+    max_fingers,
+    finger_thresh,
+    thresh,
+    ci,
+) -> PowerLawFit:
     """The body of :func:`fit_pl` on validated inputs, compiled once per shape and options
     (so eager calls are fast too; under an outer ``jit``/``vmap`` it is simply inlined)."""
     x, n, bad = _sorted_valid(x, m, thresh)
@@ -465,12 +504,17 @@ def _fit_pl_compiled(x, m, xmin, *, xmin_method, xmin_max, force, drop, fix_fing
     if fix_fingers is None:
         return _assemble(x, n, i, alpha, ks, ci=ci, bad=bad)
     k, i2, alpha2, ks2, take = _fix_fingers(
-        x, n, alpha, fit_kw, max_fingers=max_fingers, finger_thresh=finger_thresh)
+        x, n, alpha, fit_kw, max_fingers=max_fingers, finger_thresh=finger_thresh
+    )
     first = _assemble(x, n, i, alpha, ks, ci=ci, bad=bad)
-    clipped = _assemble(x, n - k, i2, alpha2, ks2, ci=ci, raw_alpha=first.alpha,
-                        num_fingers=k, bad=bad)
-    return jax.tree.map(lambda a, b: jnp.where(take, a, b), clipped,
-                        first._replace(raw_alpha=first.alpha, num_fingers=jnp.asarray(0)))
+    clipped = _assemble(
+        x, n - k, i2, alpha2, ks2, ci=ci, raw_alpha=first.alpha, num_fingers=k, bad=bad
+    )
+    return jax.tree.map(
+        lambda a, b: jnp.where(take, a, b),
+        clipped,
+        first._replace(raw_alpha=first.alpha, num_fingers=jnp.asarray(0)),
+    )
 
 
 def _xmax_mode(xmax) -> tuple[bool, int]:
@@ -484,7 +528,8 @@ def _xmax_mode(xmax) -> tuple[bool, int]:
         return False, -xmax
     raise validate.InvalidArgumentError(
         f"`xmax` must be None, 'force' or a negative int -k (drop the top k eigenvalues); "
-        f"got {xmax!r}.")
+        f"got {xmax!r}."
+    )
 
 
 def pl_candidates(
@@ -512,5 +557,6 @@ def pl_candidates(
     nan = jnp.asarray(jnp.nan, alpha.dtype)
     alpha = jnp.where(valid & jnp.isfinite(alpha), alpha, nan)
     ks = jnp.where(valid & jnp.isfinite(ks), ks, nan)
-    return PowerLawCandidates(xmin=x, alpha=alpha, D=ks,
-                              n_tail=jnp.maximum(n - jnp.arange(x.shape[0]), 0), valid=valid)
+    return PowerLawCandidates(
+        xmin=x, alpha=alpha, D=ks, n_tail=jnp.maximum(n - jnp.arange(x.shape[0]), 0), valid=valid
+    )

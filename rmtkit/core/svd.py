@@ -32,6 +32,7 @@ SHARPEN_MODES = ("zero", "clip")
 #: how :func:`svd_smooth` chooses the number of components it keeps
 SMOOTH_METHODS = ("detX", "alpha_min", "rmt", "percent")
 
+
 class DetX(NamedTuple):
     """Result of `detx`: tail size, the eigenvalue where the tail ends, validity flag."""
 
@@ -107,8 +108,7 @@ def _svd_slices(w: Array, dtype):
     never returns on some such inputs (found by tests/test_fuzz_math.py)."""
     stack = canonical_slices(w).astype(dtype)
     finite = jnp.all(jnp.isfinite(stack), axis=(1, 2))
-    u, s, vh = jnp.linalg.svd(jnp.where(finite[:, None, None], stack, 0.0),
-                              full_matrices=False)
+    u, s, vh = jnp.linalg.svd(jnp.where(finite[:, None, None], stack, 0.0), full_matrices=False)
     return stack, u, jnp.where(finite[:, None], s, jnp.nan), vh
 
 
@@ -160,12 +160,14 @@ def svd_sharpen(
     num_traps = jnp.asarray(num_traps)
     if not jnp.issubdtype(num_traps.dtype, jnp.integer):
         raise InvalidArgumentError(
-            f"`num_traps` must be an integer count, got dtype {num_traps.dtype}.")
+            f"`num_traps` must be an integer count, got dtype {num_traps.dtype}."
+        )
     rf = w[0, 0].size
     if num_traps.ndim not in (0, 1) or (num_traps.ndim == 1 and num_traps.shape != (rf,)):
         raise InvalidArgumentError(
             f"`num_traps` must be a scalar or have shape ({rf},) (one count per slice), "
-            f"got shape {num_traps.shape}.")
+            f"got shape {num_traps.shape}."
+        )
     return _sharpen(w, num_traps, mode, margin)
 
 
@@ -257,7 +259,8 @@ def svd_smooth(
         k = jnp.asarray(k)
         if not jnp.issubdtype(k.dtype, jnp.integer) or k.ndim != 0:
             raise InvalidArgumentError(
-                f"`k` must be an integer scalar, got dtype {k.dtype} and shape {k.shape}.")
+                f"`k` must be an integer scalar, got dtype {k.dtype} and shape {k.shape}."
+            )
     return _smooth(w, k, method, float(percent), margin)
 
 

@@ -48,8 +48,8 @@ _NEWTON_STEPS = 60
 _SERIES_TERMS = 30
 #: Taylor coefficients of ln Γ(1+a)/a: -γ, ζ(2)/2, -ζ(3)/3, ...
 _LGAMMA_TAYLOR = tuple(
-    [-0.5772156649015329]
-    + [(-1.0) ** k * float(scipy.special.zeta(k)) / k for k in range(2, 26)])
+    [-0.5772156649015329] + [(-1.0) ** k * float(scipy.special.zeta(k)) / k for k in range(2, 26)]
+)
 
 
 def _expm1_over(a, c):
@@ -83,8 +83,7 @@ def _log_gamma_base(a, x):
         power = power * (-x) / fn
         return total + power / (a + fn), power
 
-    series, _ = jax.lax.fori_loop(1, _SERIES_TERMS + 1, term,
-                                  (jnp.zeros_like(x), jnp.ones_like(x)))
+    series, _ = jax.lax.fori_loop(1, _SERIES_TERMS + 1, term, (jnp.zeros_like(x), jnp.ones_like(x)))
     return jnp.log(first - second - jnp.exp(a * logx) * series)
 
 
@@ -178,8 +177,9 @@ def _log_upper_gamma(s, x):
     s = jnp.where(ok, s, 0.5)
     x = jnp.where(ok, x, 1.0)
     small = x <= _X_CF
-    val = jnp.where(small, _log_g_small(s, jnp.minimum(x, _X_CF)),
-                    _log_g_cf(s, jnp.maximum(x, _X_CF)))
+    val = jnp.where(
+        small, _log_g_small(s, jnp.minimum(x, _X_CF)), _log_g_cf(s, jnp.maximum(x, _X_CF))
+    )
     return jnp.where(ok, val, jnp.nan)
 
 
@@ -247,8 +247,9 @@ def _chunked_rows(fn, idx, chunk=64):
 
 
 def _clip_theta(theta):
-    return jnp.stack([jnp.clip(theta[0], _ALPHA_LO, _ALPHA_HI),
-                      jnp.clip(theta[1], _LAM_LO, _LAM_HI)])
+    return jnp.stack(
+        [jnp.clip(theta[0], _ALPHA_LO, _ALPHA_HI), jnp.clip(theta[1], _LAM_LO, _LAM_HI)]
+    )
 
 
 #: step in the order s of the 5-point stencils for d/ds and d2/ds2 of ln Γ(s, L), by dtype
@@ -271,7 +272,7 @@ def _derivs(theta, s1, s2):
     g = _log_upper_gamma(s + offsets, jnp.broadcast_to(lam, offsets.shape))
     g0 = g[2]
     g_s = (g[0] - 8.0 * g[1] + 8.0 * g[3] - g[4]) / (12.0 * ds)
-    g_ss = (-g[0] + 16.0 * g[1] - 30.0 * g[2] + 16.0 * g[3] - g[4]) / (12.0 * ds ** 2)
+    g_ss = (-g[0] + 16.0 * g[1] - 30.0 * g[2] + 16.0 * g[3] - g[4]) / (12.0 * ds**2)
     log_lam = jnp.log(lam)
     r = jnp.exp((s - 1.0) * log_lam - lam - g0)
     g_x = -r
@@ -281,7 +282,7 @@ def _derivs(theta, s1, s2):
     grad = jnp.stack([-s1 - log_lam + g_s, -s2 - (a - 1.0) / lam - g_x])
     h_aa = -g_ss
     h_al = -1.0 / lam + g_sx
-    h_ll = (a - 1.0) / lam ** 2 - g_xx
+    h_ll = (a - 1.0) / lam**2 - g_xx
     hess = jnp.stack([jnp.stack([h_aa, h_al]), jnp.stack([h_al, h_ll])])
     return ll, grad, hess
 
@@ -300,8 +301,10 @@ def _newton(s1, s2, alpha0):
         det = h[0, 0] * h[1, 1] - h[0, 1] * h[1, 0]
         concave = (h[0, 0] < 0) & (det > 0)
         safe_det = jnp.where(concave, det, 1.0)
-        newton = -jnp.stack([h[1, 1] * g[0] - h[0, 1] * g[1],
-                             -h[1, 0] * g[0] + h[0, 0] * g[1]]) / safe_det
+        newton = (
+            -jnp.stack([h[1, 1] * g[0] - h[0, 1] * g[1], -h[1, 0] * g[0] + h[0, 0] * g[1]])
+            / safe_det
+        )
         scale = jnp.maximum(jnp.abs(theta), 1.0)
         ascent = g * scale * scale / jnp.maximum(jnp.max(jnp.abs(g * scale)), 1e-300)
         d = jnp.where(concave, newton, ascent)

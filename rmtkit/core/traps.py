@@ -140,7 +140,8 @@ def rand_distance(
     if r.shape != x.shape:
         raise InvalidWeightsError(
             f"`rand_evals` must have the shape of `evals` {x.shape}, got {r.shape}; "
-            "randomize the same layer (one replica) to get matching spectra.")
+            "randomize the same layer (one replica) to get matching spectra."
+        )
     validate.choice(method, "method", ("ww", "hist"))
     validate.positive(bins, "bins", integer=True)
     return _rand_distance(x, r, valid, method, bins)
@@ -334,7 +335,8 @@ def _traps(w, key, replicas, margin, max_traps, scale, dtype) -> TrapStats:
     located = jnp.where(is_trap[:, None], located, -1)
     if n_loc < max_traps:
         located = jnp.concatenate(
-            [located, jnp.full((max_traps - n_loc, w.ndim), -1, jnp.int32)], axis=0)
+            [located, jnp.full((max_traps - n_loc, w.ndim), -1, jnp.int32)], axis=0
+        )
 
     ok = fit.ok & jnp.isfinite(lam_max) & (lam_max > 0)
     nan = jnp.asarray(jnp.nan, dtype)

@@ -55,7 +55,8 @@ def float_array(x: ArrayLike, name: str) -> Array:
         return x.astype(jnp.float32)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise InvalidWeightsError(
-            f"`{name}` must hold real numbers, got dtype {x.dtype}; pass a float array.")
+            f"`{name}` must hold real numbers, got dtype {x.dtype}; pass a float array."
+        )
     return x
 
 
@@ -64,12 +65,13 @@ def spectrum(x: ArrayLike, name: str = "evals") -> Array:
     x = float_array(x, name)
     if x.ndim != 1:
         raise InvalidWeightsError(
-            f"`{name}` must be a 1-D spectrum, got shape {x.shape}; "
-            "map over a batch with jax.vmap.")
+            f"`{name}` must be a 1-D spectrum, got shape {x.shape}; map over a batch with jax.vmap."
+        )
     if x.size == 0:
         raise InvalidWeightsError(
             f"`{name}` is empty: a spectrum needs at least one eigenvalue (mask padding "
-            "instead of removing it).")
+            "instead of removing it)."
+        )
     return x
 
 
@@ -80,7 +82,8 @@ def mask(m: ArrayLike | None, like: Array, name: str = "mask") -> Array:
     m = jnp.asarray(m)
     if m.shape != like.shape:
         raise InvalidWeightsError(
-            f"`{name}` must have the shape of the spectrum {like.shape}, got {m.shape}.")
+            f"`{name}` must have the shape of the spectrum {like.shape}, got {m.shape}."
+        )
     if m.dtype != jnp.bool_:
         raise InvalidWeightsError(f"`{name}` must be boolean, got dtype {m.dtype}.")
     return m
@@ -92,7 +95,8 @@ def weights(w: ArrayLike, name: str = "W") -> Array:
     if w.ndim not in (2, 3, 4):
         raise InvalidWeightsError(
             f"`{name}` must be 2-D (fan_out, fan_in), 3-D (fan_out, fan_in, k) or 4-D "
-            f"(fan_out, fan_in, kh, kw), got shape {w.shape}.")
+            f"(fan_out, fan_in, kh, kw), got shape {w.shape}."
+        )
     if 0 in w.shape:
         raise InvalidWeightsError(f"`{name}` has an empty axis: shape {w.shape}.")
     return w
@@ -116,7 +120,8 @@ def choice(value, name: str, allowed: Iterable) -> None:
     allowed = tuple(allowed)
     if not (isinstance(value, (str, int, np.integer, type(None))) and value in allowed):
         raise InvalidArgumentError(
-            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r:.80}.")
+            f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r:.80}."
+        )
 
 
 def flag(value, name: str) -> None:
@@ -128,8 +133,11 @@ def flag(value, name: str) -> None:
 def positive(value, name: str, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Raise unless ``value`` is a (non-negative if ``allow_zero``) number / integer."""
     kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kind) or not (
-            value >= 0 if allow_zero else value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not (value >= 0 if allow_zero else value > 0)
+    ):
         what = "an integer" if integer else "a number"
         bound = ">= 0" if allow_zero else "> 0"
         raise InvalidArgumentError(f"`{name}` must be {what} {bound}; got {value!r}.")
@@ -138,10 +146,14 @@ def positive(value, name: str, *, integer: bool = False, allow_zero: bool = Fals
 def finite_positive(value, name: str) -> None:
     """Raise unless ``value`` is None or a finite number > 0."""
     if value is not None and not (
-            isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value)
-            and math.isfinite(value) and value > 0):
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not is_bool(value)
+        and math.isfinite(value)
+        and value > 0
+    ):
         raise InvalidArgumentError(
-            f"`{name}` must be None or a finite number > 0; got {value!r:.80}.")
+            f"`{name}` must be None or a finite number > 0; got {value!r:.80}."
+        )
 
 
 def key(k, name: str = "key") -> Array:
@@ -150,11 +162,14 @@ def key(k, name: str = "key") -> Array:
     on tracers). Seeds are not keys here: the functions of :mod:`rmtkit.core` take the key
     they are given."""
     arr = jnp.asarray(k)
-    if not (jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or (
-            arr.dtype == jnp.uint32 and arr.shape == (2,))):
+    if not (
+        jnp.issubdtype(arr.dtype, jax.dtypes.prng_key)
+        or (arr.dtype == jnp.uint32 and arr.shape == (2,))
+    ):
         raise InvalidWeightsError(
             f"`{name}` must be a jax.random key (jax.random.key(seed)), got dtype {arr.dtype} "
-            f"and shape {arr.shape}.")
+            f"and shape {arr.shape}."
+        )
     return arr
 
 
@@ -164,7 +179,7 @@ def as_key(k, name: str = "key"):
     if k is None:
         return jax.random.key(0)
     if is_int(k):
-        if not -2**63 <= int(k) < 2**63:
+        if not -(2**63) <= int(k) < 2**63:
             raise InvalidArgumentError(f"`{name}` seed {k} is outside the int64 range.")
         return jax.random.key(int(k))
     if not is_bool(k):
@@ -178,5 +193,5 @@ def as_key(k, name: str = "key"):
         except (TypeError, ValueError):
             pass
     raise InvalidArgumentError(
-        f"`{name}` must be a jax.random key (jax.random.key(seed)) or an int seed; "
-        f"got {k!r:.80}.")
+        f"`{name}` must be a jax.random key (jax.random.key(seed)) or an int seed; got {k!r:.80}."
+    )

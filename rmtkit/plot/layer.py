@@ -103,22 +103,32 @@ def plot_esd(
             xs = np.geomspace(xmin, max(hi, xmin * 1.01), 100)
             ax.plot(xs, _pl_density(xs, alpha, xmin, share), "-", color="C1", lw=2, label=label)
     elif scale == "linlin":
-        dens, edges, _ = ax.hist(data, bins=nb, density=True, color="C0", alpha=0.6,
-                                 label="ESD")
+        dens, edges, _ = ax.hist(data, bins=nb, density=True, color="C0", alpha=0.6, label="ESD")
         if ok:
             xs = np.linspace(xmin, max(data.max(), xmin * 1.01), 200)
             ax.plot(xs, _pl_density(xs, alpha, xmin, share), "-", color="C1", lw=2, label=label)
             ax.set_ylim(0, 1.1 * max(float(np.max(dens)), 1e-300))
     else:
-        dens, edges, _ = ax.hist(data, bins=nb, density=True, color="C0", alpha=0.6,
-                                 label="ESD")
+        dens, edges, _ = ax.hist(data, bins=nb, density=True, color="C0", alpha=0.6, label="ESD")
         if ok:
             us = np.linspace(np.log10(xmin), max(data.max(), np.log10(xmin) + 1e-3), 200)
-            xs = 10.0 ** us
-            ax.plot(us, _pl_density(xs, alpha, xmin, share) * xs * math.log(10.0), "-",
-                    color="C1", lw=2, label=label)
-            ax.set_ylim(0, 1.1 * max(float(np.max(dens)), float(np.max(
-                _pl_density(xs, alpha, xmin, share) * xs * math.log(10.0)))))
+            xs = 10.0**us
+            ax.plot(
+                us,
+                _pl_density(xs, alpha, xmin, share) * xs * math.log(10.0),
+                "-",
+                color="C1",
+                lw=2,
+                label=label,
+            )
+            ax.set_ylim(
+                0,
+                1.1
+                * max(
+                    float(np.max(dens)),
+                    float(np.max(_pl_density(xs, alpha, xmin, share) * xs * math.log(10.0))),
+                ),
+            )
     if ok:
         pos = np.log10(xmin) if scale == "loglin" else xmin
         ax.axvline(pos, color="C3", ls="--", label=f"xmin = {xmin:.3g}")
@@ -179,12 +189,20 @@ def plot_pl_candidates(
     if ca.size:
         finite = ca[np.isfinite(ca)]
         if finite.size:  # alpha explodes for the last few candidates: keep the plot readable
-            ax2.set_ylim(max(0.0, float(finite.min()) - 0.5),
-                         min(float(np.nanpercentile(finite, 95)) + 1.0, 20.0))
+            ax2.set_ylim(
+                max(0.0, float(finite.min()) - 0.5),
+                min(float(np.nanpercentile(finite, 95)) + 1.0, 20.0),
+            )
     handles = ax.get_lines() + ax2.get_lines()
     if np.isfinite(xmin):
-        handles.append(ax.axvline(xmin, color="C3", ls="--",
-                                  label=f"xmin = {xmin:.3g} (α = {alpha:.2f}, D = {ks:.3f})"))
+        handles.append(
+            ax.axvline(
+                xmin,
+                color="C3",
+                ls="--",
+                label=f"xmin = {xmin:.3g} (α = {alpha:.2f}, D = {ks:.3f})",
+            )
+        )
     if not cx.size:
         ax.text(0.5, 0.5, "no admissible xmin", ha="center", transform=ax.transAxes)
     ax.legend(handles, [h.get_label() for h in handles], loc="upper center", fontsize="small")
@@ -233,14 +251,13 @@ def plot_randomized(
     both = np.log10(np.concatenate([x, r])) if x.size + r.size else np.zeros(1)
     edges = np.histogram_bin_edges(both, bins=_n_bins(max(x.size, r.size), bins))
     if x.size:
-        ax.hist(np.log10(x), bins=edges, density=True, color="C2", alpha=0.55,
-                label="original")
+        ax.hist(np.log10(x), bins=edges, density=True, color="C2", alpha=0.55, label="original")
     if r.size:
-        ax.hist(np.log10(r), bins=edges, density=True, color="C3", alpha=0.45,
-                label="randomized")
+        ax.hist(np.log10(r), bins=edges, density=True, color="C3", alpha=0.45, label="randomized")
     if np.isfinite(max_rand_eval) and max_rand_eval > 0:
-        ax.axvline(np.log10(max_rand_eval), color="C1", lw=2,
-                   label=f"max rand eval = {max_rand_eval:.3g}")
+        ax.axvline(
+            np.log10(max_rand_eval), color="C1", lw=2, label=f"max rand eval = {max_rand_eval:.3g}"
+        )
     if x.size:
         ax.axvline(np.log10(x.max()), color="C2", ls=":", label=f"λmax = {x.max():.3g}")
     ax.set_xlabel("log10 eigenvalue")
@@ -298,8 +315,14 @@ def plot_mp(
     if not ok:
         total = x.sum()
         t = x * (x.size / total) if total > 0 else x
-        ax.hist(t, bins=_n_bins(t.size, bins), density=True, color="C0", alpha=0.6,
-                label="ESD (rescaled)")
+        ax.hist(
+            t,
+            bins=_n_bins(t.size, bins),
+            density=True,
+            color="C0",
+            alpha=0.6,
+            label="ESD (rescaled)",
+        )
         ax.plot([], [], " ", label="MP fit failed")
     else:
         s2 = scale**2
@@ -312,9 +335,15 @@ def plot_mp(
         shown = t[t <= upper]
         nb = _n_bins(shown.size, bins)
         # density over all eigenvalues (spikes beyond the x range included in the total)
-        ax.hist(shown, bins=nb, range=(0.0, upper),
-                weights=np.full(shown.size, nb / (upper * max(t.size, 1))),
-                color="C0", alpha=0.6, label="ESD (rescaled to mean 1)")
+        ax.hist(
+            shown,
+            bins=nb,
+            range=(0.0, upper),
+            weights=np.full(shown.size, nb / (upper * max(t.size, 1))),
+            color="C0",
+            alpha=0.6,
+            label="ESD (rescaled to mean 1)",
+        )
         grid = np.linspace(0.0, upper, 400)[1:]
         share = (t.size - n_spikes) / max(t.size, 1)
         pdf = share * np.asarray(rmtkit.mp_pdf(grid, Q=float(Q), sigma=sigma), dtype=np.float64)
@@ -324,8 +353,14 @@ def plot_mp(
             ax.axvline(edge, color="C3", ls="-", label=f"spike edge ({n_spikes} spikes)")
         beyond = int(np.sum(t > upper))
         if beyond:
-            ax.text(0.98, 0.6, f"{beyond} eigenvalue(s) beyond, max {t.max():.3g} →",
-                    ha="right", transform=ax.transAxes, fontsize="small")
+            ax.text(
+                0.98,
+                0.6,
+                f"{beyond} eigenvalue(s) beyond, max {t.max():.3g} →",
+                ha="right",
+                transform=ax.transAxes,
+                fontsize="small",
+            )
         ax.set_xlim(0.0, upper)
     ax.set_xlabel("eigenvalue / mean eigenvalue")
     ax.set_ylabel("density")
@@ -392,16 +427,28 @@ def plot_layer(
 
     figs: dict[str, Any] = {}
     for scale in SCALES:
-        figs[f"esd_{scale}"] = plot_esd(x, fit, scale=scale, bins=bins,
-                                        title=f"{_TITLES[scale]} — {label}",
-                                        savefig=target(f"esd_{scale}"))
-    figs["pl_candidates"] = plot_pl_candidates(x, fit, title=f"PL fit for each xmin — {label}",
-                                               savefig=target("pl_candidates"))
+        figs[f"esd_{scale}"] = plot_esd(
+            x,
+            fit,
+            scale=scale,
+            bins=bins,
+            title=f"{_TITLES[scale]} — {label}",
+            savefig=target(f"esd_{scale}"),
+        )
+    figs["pl_candidates"] = plot_pl_candidates(
+        x, fit, title=f"PL fit for each xmin — {label}", savefig=target("pl_candidates")
+    )
     if rand_evals is not None:
-        figs["randomized"] = plot_randomized(x, rand_evals, max_rand_eval=max_rand_eval,
-                                             bins=bins, title=f"Randomized ESD — {label}",
-                                             savefig=target("randomized"))
+        figs["randomized"] = plot_randomized(
+            x,
+            rand_evals,
+            max_rand_eval=max_rand_eval,
+            bins=bins,
+            title=f"Randomized ESD — {label}",
+            savefig=target("randomized"),
+        )
     if Q is not None:
-        figs["mp"] = plot_mp(x, Q=Q, fit=mp_fit, M=M, bins=bins,
-                             title=f"MP fit — {label}", savefig=target("mp"))
+        figs["mp"] = plot_mp(
+            x, Q=Q, fit=mp_fit, M=M, bins=bins, title=f"MP fit — {label}", savefig=target("mp")
+        )
     return figs

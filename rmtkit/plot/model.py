@@ -32,13 +32,16 @@ def _check_details(details, metric: str):
     if not isinstance(details, xr.Dataset):
         raise InvalidArgumentError(
             f"`details` must be the xarray.Dataset of rmtkit.analyze, got "
-            f"{type(details).__name__}; convert a DataFrame with xarray.Dataset.from_dataframe.")
+            f"{type(details).__name__}; convert a DataFrame with xarray.Dataset.from_dataframe."
+        )
     if "layer" not in details.dims:
         raise InvalidArgumentError(
-            f"`details` must have a dim 'layer'; got dims {tuple(details.dims)}.")
+            f"`details` must have a dim 'layer'; got dims {tuple(details.dims)}."
+        )
     if metric not in details.data_vars:
         raise InvalidArgumentError(
-            f"`details` has no variable {metric!r}; it has {sorted(details.data_vars)}.")
+            f"`details` has no variable {metric!r}; it has {sorted(details.data_vars)}."
+        )
 
 
 def _series(details, metric: str, over: Sequence[str] | None = None):
@@ -115,20 +118,42 @@ def plot_correlation_flow(
             color = cmap(k / (len(series) - 1))
         else:
             color = f"C{k % 10}"
-        ax.plot(xs, ys, "-", lw=0.8, color=color or "0.6", alpha=0.7,
-                label=label if label and (not many or k in (0, len(series) - 1)) else None)
+        ax.plot(
+            xs,
+            ys,
+            "-",
+            lw=0.8,
+            color=color or "0.6",
+            alpha=0.7,
+            label=label if label and (not many or k in (0, len(series) - 1)) else None,
+        )
         for kind in dict.fromkeys(ks):
             sel = ks == kind
             kcolor = color
             if color is None:
                 kcolor = kinds_seen.setdefault(kind, f"C{len(kinds_seen) % 10}")
-            ax.scatter(xs[sel], ys[sel], marker=_MARKERS.get(kind, "o"), s=28,
-                       color=kcolor, edgecolors="k", linewidths=0.3, zorder=3)
+            ax.scatter(
+                xs[sel],
+                ys[sel],
+                marker=_MARKERS.get(kind, "o"),
+                s=28,
+                color=kcolor,
+                edgecolors="k",
+                linewidths=0.3,
+                zorder=3,
+            )
             kinds_seen.setdefault(kind, kcolor)
     for kind in kinds_seen:  # legend entries for the kinds (marker; colour with one series)
         color = kinds_seen[kind] if len(series) == 1 else "0.5"
-        ax.scatter([], [], marker=_MARKERS.get(kind, "o"), color=color, edgecolors="k",
-                   linewidths=0.3, label=kind)
+        ax.scatter(
+            [],
+            [],
+            marker=_MARKERS.get(kind, "o"),
+            color=color,
+            edgecolors="k",
+            linewidths=0.3,
+            label=kind,
+        )
     if metric == "alpha":
         ax.axhspan(ALPHA_LOW, ALPHA_HIGH, color="C2", alpha=0.08, zorder=0)
         ax.axhline(ALPHA_LOW, color="C3", ls="--", lw=1, label="α = 2 (over-trained below)")
@@ -171,8 +196,10 @@ def plot_alpha_hist(
     matplotlib.figure.Figure
     """
     _check_details(details, metric)
-    series = [(label, np.asarray(sub[metric].values, dtype=np.float64).reshape(-1))
-              for label, sub in _series(details, metric, over=("model",))]
+    series = [
+        (label, np.asarray(sub[metric].values, dtype=np.float64).reshape(-1))
+        for label, sub in _series(details, metric, over=("model",))
+    ]
     series = [(label, v[np.isfinite(v)]) for label, v in series]
     everything = np.concatenate([v for _, v in series]) if series else np.zeros(0)
     fig, ax = _axes(ax)
@@ -185,10 +212,18 @@ def plot_alpha_hist(
             edges = np.histogram_bin_edges(everything, bins=bins)
         for k, (label, v) in enumerate(series):
             name = label or metric
-            text = (f"{name} (mean {v.mean():.2f}, {v.size} layers)" if v.size
-                    else f"{name} (no finite values)")
-            ax.hist(v, bins=edges, color=f"C{k % 10}", alpha=0.45 if len(series) > 1 else 0.7,
-                    label=text)
+            text = (
+                f"{name} (mean {v.mean():.2f}, {v.size} layers)"
+                if v.size
+                else f"{name} (no finite values)"
+            )
+            ax.hist(
+                v,
+                bins=edges,
+                color=f"C{k % 10}",
+                alpha=0.45 if len(series) > 1 else 0.7,
+                label=text,
+            )
             ax.hist(v, bins=edges, color=f"C{k % 10}", histtype="step", lw=1.2)
     else:
         ax.text(0.5, 0.5, f"no finite {metric}", ha="center", transform=ax.transAxes)
@@ -204,8 +239,9 @@ def plot_alpha_hist(
     return save_figure(fig, savefig, name)
 
 
-def plot_model(details, savefig=None, *, weights=None, metric: str = "alpha",
-               **layer_kw) -> dict[str, Any]:
+def plot_model(
+    details, savefig=None, *, weights=None, metric: str = "alpha", **layer_kw
+) -> dict[str, Any]:
     """The model-level figures of an analysis, and optionally every layer's panels.
 
     Parameters
@@ -232,10 +268,13 @@ def plot_model(details, savefig=None, *, weights=None, metric: str = "alpha",
     hist_name = "alpha_hist.png" if metric == "alpha" else f"{metric}_hist.png"
     out: dict[str, Any] = {
         "correlation_flow": plot_correlation_flow(
-            details, metric=metric,
-            savefig=None if folder is None else folder / "correlation_flow.png"),
+            details,
+            metric=metric,
+            savefig=None if folder is None else folder / "correlation_flow.png",
+        ),
         "alpha_hist": plot_alpha_hist(
-            details, metric=metric, savefig=None if folder is None else folder / hist_name),
+            details, metric=metric, savefig=None if folder is None else folder / hist_name
+        ),
     }
     if weights is not None:
         out["layers"] = plot_layers(weights, details, savefig=savefig, **layer_kw)
@@ -244,12 +283,16 @@ def plot_model(details, savefig=None, *, weights=None, metric: str = "alpha",
 
 def _rows(details) -> Iterable[tuple[str, int | None, int | None, Any]]:
     """``(name, layer_id, slice_id, row)`` for each entry of the ``layer`` dim."""
-    extra = [d for d in details.dims if d != "layer" and d in details["alpha"].dims] \
-        if "alpha" in details.data_vars else []
+    extra = (
+        [d for d in details.dims if d != "layer" and d in details["alpha"].dims]
+        if "alpha" in details.data_vars
+        else []
+    )
     if extra:
         raise InvalidArgumentError(
             f"`details` for plot_layers must describe one model (dim 'layer' only); it also "
-            f"has {extra}: select one entry first, e.g. details.isel({extra[0]}=0).")
+            f"has {extra}: select one entry first, e.g. details.isel({extra[0]}=0)."
+        )
     if "name" not in details.coords and "name" not in details.data_vars:
         raise InvalidArgumentError("`details` has no `name` coordinate to match layers by.")
     names = np.asarray(details["name"].values).astype(str)
@@ -257,8 +300,11 @@ def _rows(details) -> Iterable[tuple[str, int | None, int | None, Any]]:
     slices = details["slice_id"].values if "slice_id" in details.coords else [None] * names.size
     for i, name in enumerate(names):
         sid = slices[i]
-        sid = None if sid is None or (isinstance(sid, float) and np.isnan(sid)) or int(sid) < 0 \
+        sid = (
+            None
+            if sid is None or (isinstance(sid, float) and np.isnan(sid)) or int(sid) < 0
             else int(sid)
+        )
         lid = None if ids[i] is None else int(ids[i])
         yield str(name), lid, sid, details.isel(layer=i)
 
@@ -323,11 +369,24 @@ def plot_layers(
         File stem (:func:`layer_file_stem`) -> {panel: Figure}, or {panel: Path} with
         ``savefig``.
     """
-    spectra = rmtkit.spectra(weights, pool=_pool(details, pool), randomize=bool(
-        _default(details, randomize, "max_rand_eval")), key=key)
+    spectra = rmtkit.spectra(
+        weights,
+        pool=_pool(details, pool),
+        randomize=bool(_default(details, randomize, "max_rand_eval")),
+        key=key,
+    )
     mp_fit = bool(_default(details, mp_fit, "sigma_mp"))
-    by_row = {(str(name), _slice(sid, rf)): i for i, (name, sid, rf) in enumerate(zip(
-        spectra["name"].values, _coord(spectra, "slice_id"), spectra["rf"].values, strict=True))}
+    by_row = {
+        (str(name), _slice(sid, rf)): i
+        for i, (name, sid, rf) in enumerate(
+            zip(
+                spectra["name"].values,
+                _coord(spectra, "slice_id"),
+                spectra["rf"].values,
+                strict=True,
+            )
+        )
+    }
     if details is not None:
         rows = list(_rows(details))
         missing = sorted({name for name, *_ in rows} - {name for name, _ in by_row})
@@ -335,10 +394,13 @@ def plot_layers(
             raise InvalidArgumentError(
                 f"layers {missing[:5]} of `details` are not in the weights (layers there: "
                 f"{list(dict.fromkeys(n for n, _ in by_row))[:5]}...); plot the model that was "
-                "analyzed.")
+                "analyzed."
+            )
     else:
-        rows = [(name, int(spectra["layer_id"].values[i]), sid, None)
-                for (name, sid), i in by_row.items()]
+        rows = [
+            (name, int(spectra["layer_id"].values[i]), sid, None)
+            for (name, sid), i in by_row.items()
+        ]
     if layers is not None:
         wanted = set(layers)
         rows = [r for r in rows if r[0] in wanted]
@@ -370,9 +432,19 @@ def plot_layers(
             revals = revals if revals.size else None
             max_rand = _field(row, "max_rand_eval")
         figs = plot_layer(
-            evals, fit, rand_evals=revals, max_rand_eval=max_rand,
-            Q=q if mp_fit else None, mp_fit=mfit, M=n_cols, name=name, layer_id=lid,
-            slice_id=sid, bins=bins, savefig=folder)
+            evals,
+            fit,
+            rand_evals=revals,
+            max_rand_eval=max_rand,
+            Q=q if mp_fit else None,
+            mp_fit=mfit,
+            M=n_cols,
+            name=name,
+            layer_id=lid,
+            slice_id=sid,
+            bins=bins,
+            savefig=folder,
+        )
         stem = layer_file_stem(name, lid, sid)
         if folder is not None:
             out[stem] = {panel: folder / f"{stem}_{panel}.png" for panel in figs}

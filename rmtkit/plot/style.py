@@ -14,8 +14,7 @@ try:
     import matplotlib  # noqa: F401 -- the error below names the extra
     from matplotlib.figure import Figure
 except ModuleNotFoundError as err:  # pragma: no cover - exercised only without matplotlib
-    raise ModuleNotFoundError(
-        "rmtkit.plot needs matplotlib: pip install 'rmtkit[plot]'") from err
+    raise ModuleNotFoundError("rmtkit.plot needs matplotlib: pip install 'rmtkit[plot]'") from err
 
 import rmtkit
 from rmtkit.core.metrics import ALPHA_OVER_TRAINED, ALPHA_UNDER_TRAINED
@@ -143,6 +142,9 @@ def _pl_density(x: np.ndarray, alpha: float, xmin: float, share: float) -> np.nd
 
 def _fit_summary(fit) -> tuple[float, float, float, float]:
     """``(alpha, xmin, D, n_tail)`` of a fit (NaN where absent)."""
-    return (_field(fit, "alpha"), _field(fit, "xmin"), _field(fit, "D"),
-            _field(fit, "num_pl_spikes"))
-
+    return (
+        _field(fit, "alpha"),
+        _field(fit, "xmin"),
+        _field(fit, "D"),
+        _field(fit, "num_pl_spikes"),
+    )

@@ -214,7 +214,12 @@ def gaussian_matrices(
 
 @st.composite
 def spiked_matrices(
-    draw, n_cols=_N_COLS, qs=_QS, sigmas=_SIGMAS, ranks=_RANKS, ratios=_SPIKE_RATIOS,
+    draw,
+    n_cols=_N_COLS,
+    qs=_QS,
+    sigmas=_SIGMAS,
+    ranks=_RANKS,
+    ratios=_SPIKE_RATIOS,
     dtype=np.float64,
 ) -> SpikedMatrix:
     r"""Gaussian bulk plus a planted rank-k signal of known strengths (BBP transition).
@@ -266,8 +271,9 @@ def spiked_matrices(
     outliers = theory.bbp_outlier(thetas, q, sigma, n_rows=n)
     num = int(np.sum(thetas > threshold))
     center, scale = theory.tracy_widom_edge(n, m, sigma)
-    return SpikedMatrix(w.astype(dtype), sigma, q, thetas, threshold, outliers, num, float(hi),
-                        center, scale)
+    return SpikedMatrix(
+        w.astype(dtype), sigma, q, thetas, threshold, outliers, num, float(hi), center, scale
+    )
 
 
 @st.composite
@@ -352,7 +358,12 @@ def matrices_with_spectrum(
 
 @st.composite
 def trapped_matrices(
-    draw, n_cols=_N_COLS, qs=_QS, sigmas=_SIGMAS, counts=_RANKS, ratios=_TRAP_RATIOS,
+    draw,
+    n_cols=_N_COLS,
+    qs=_QS,
+    sigmas=_SIGMAS,
+    counts=_RANKS,
+    ratios=_TRAP_RATIOS,
     dtype=np.float64,
 ) -> TrappedMatrix:
     r"""Gaussian matrices with planted correlation traps: a few very large entries.
@@ -403,5 +414,6 @@ def trapped_matrices(
     _, hi = theory.mp_edges(q, sigma, n_rows=n)
     outliers = theory.bbp_outlier(thetas, q, sigma, n_rows=n)
     center, scale = theory.tracy_widom_edge(n, m, sigma)
-    return TrappedMatrix(w.astype(dtype), sigma, q, count, index, thetas, outliers, float(hi),
-                         center, scale)
+    return TrappedMatrix(
+        w.astype(dtype), sigma, q, count, index, thetas, outliers, float(hi), center, scale
+    )
