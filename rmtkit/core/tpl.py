@@ -161,7 +161,8 @@ def log_upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Flo
 
     Examples
     --------
-    >>> round(float(jnp.exp(rmtkit.tpl.log_upper_gamma(-1.5, 1.0))), 5)  # mpmath.gammainc(-1.5, 1)
+    >>> from rmtkit.core.tpl import log_upper_gamma
+    >>> round(float(jnp.exp(log_upper_gamma(-1.5, 1.0))), 5)  # mpmath.gammainc(-1.5, 1)
     0.12649
     """
     s = jnp.asarray(s)
@@ -190,7 +191,8 @@ def upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Float[A
 
     Examples
     --------
-    >>> round(float(rmtkit.upper_gamma(1.0, 2.0)), 6)  # e^-2
+    >>> from rmtkit.core.tpl import upper_gamma
+    >>> round(float(upper_gamma(1.0, 2.0)), 6)  # e^-2
     0.135335
     """
     return jnp.exp(log_upper_gamma(s, x))
