@@ -78,25 +78,6 @@ def test_log_alpha_norm_does_not_overflow():
     assert got == pytest.approx(60 * 7 + np.log10(1 + 1e-120 + 1e-240))
 
 
-def test_masked_padding_is_invisible_and_vmap_equals_loop():
-    rng = np.random.default_rng(2)
-    spectra = [rmtkit.esd(rng.normal(size=(50, m))) for m in (10, 25, 40)]
-    padded, mask = rmtkit.pad_spectra(spectra)
-    alphas = np.array([2.0, 3.0, 4.5])
-    batched = jax.jit(jax.vmap(lambda e, m, a: rmtkit.spectral_metrics(e, m, alpha=a, n_rows=50)))(
-        padded, mask, alphas
-    )
-    for row, (e, a) in enumerate(zip(spectra, alphas, strict=True)):
-        single = rmtkit.spectral_metrics(e, alpha=a, n_rows=50)
-        for name in rmtkit.SpectralMetrics._fields:
-            np.testing.assert_allclose(
-                np.asarray(getattr(batched, name))[row],
-                np.asarray(getattr(single, name)),
-                rtol=1e-12,
-                err_msg=name,
-            )
-
-
 def test_nan_alpha_propagates_only_to_alpha_metrics():
     m = rmtkit.spectral_metrics(np.array([1.0, 2.0, 3.0]), alpha=np.nan, n_rows=3)
     assert np.isnan(float(m.alpha_weighted)) and np.isnan(float(m.log_alpha_norm))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import jit_with
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -13,22 +14,12 @@ from scipy import stats
 import rmtkit
 from rmtkit.core.powerlaw import gamma_quantile
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.testing import pareto_samples
-
-
-@functools.cache
-def jitted(**kw):
-    return jax.jit(functools.partial(rmtkit.fit_pl, **kw))
+from rmtkit.testing import pareto_draws, pareto_samples
 
 
 def fit(x, mask=None, **kw):
     """Jitted fit_pl, one compile per (shape, options)."""
-    return jitted(**kw)(x, mask)
-
-
-def pareto(rng, alpha, n, xmin=1.0, size=()):
-    """Inverse-CDF Pareto draws: density (alpha-1) xmin^(alpha-1) x^-alpha on x >= xmin."""
-    return xmin * (1.0 - rng.random(size + (n,))) ** (-1.0 / (alpha - 1.0))
+    return jit_with(rmtkit.fit_pl, **kw)(x, mask)
 
 
 # --- exact finite-n laws at a known xmin ---------------------------------------------------------
@@ -45,7 +36,7 @@ fit_batch = jax.jit(jax.vmap(functools.partial(rmtkit.fit_pl, xmin=0.0, ci=0.95)
 @given(alpha=st.floats(1.5, 6.0), n=st.sampled_from([16, 64, 256]), seed=st.integers(0, 2**31))
 def test_mean_and_spread_match_the_exact_law(alpha, n, seed):
     rng = np.random.default_rng(seed)
-    samples = pareto(rng, alpha, n, size=(REPLICATES,))
+    samples = pareto_draws((REPLICATES, n), alpha, rng=rng)
     fits = fit_batch(samples)
     est = np.asarray(fits.alpha)
     assert (np.asarray(fits.num_pl_spikes) == n).all()
@@ -59,7 +50,7 @@ def test_mean_and_spread_match_the_exact_law(alpha, n, seed):
 @settings(max_examples=4)
 @given(alpha=st.floats(1.5, 6.0), n=st.sampled_from([16, 64, 256]), seed=st.integers(0, 2**31))
 def test_confidence_interval_covers_95_percent(alpha, n, seed):
-    samples = pareto(np.random.default_rng(seed), alpha, n, size=(REPLICATES,))
+    samples = pareto_draws((REPLICATES, n), alpha, rng=np.random.default_rng(seed))
     fits = fit_batch(samples)
     lo, hi = np.asarray(fits.alpha_lo), np.asarray(fits.alpha_hi)
     coverage = np.mean((lo <= alpha) & (alpha <= hi))
@@ -130,40 +121,7 @@ def test_permutation_invariant(sample, seed):
     )
 
 
-@given(pareto_samples(), st.sampled_from([1, 7, 64]), st.booleans())
-def test_padding_is_invisible(sample, n_pad, pad_front):
-    pad = np.full(n_pad, 123.0)  # garbage values: the mask must hide them
-    padded = np.concatenate([pad, sample.x] if pad_front else [sample.x, pad])
-    mask = np.ones(padded.size, bool)
-    if pad_front:
-        mask[:n_pad] = False
-    else:
-        mask[sample.x.size :] = False
-    a, b = fit(padded, mask), fit(sample.x)
-    for name in ("alpha", "xmin", "D", "sigma", "num_pl_spikes", "num_evals"):
-        np.testing.assert_allclose(float(getattr(a, name)), float(getattr(b, name)), rtol=1e-12)
-
-
-@given(pareto_samples(sizes=(128,)))
-def test_jit_equals_eager(sample):
-    eager = rmtkit.fit_pl(sample.x)
-    jit = fit(sample.x)
-    for e, j in zip(eager, jit, strict=True):
-        np.testing.assert_allclose(np.asarray(e), np.asarray(j), rtol=1e-12)
-
-
-def test_vmap_equals_loop():
-    rng = np.random.default_rng(0)
-    batch = np.stack([pareto(rng, a, 200) for a in (1.8, 2.5, 3.5, 5.0)])
-    batched = jax.jit(jax.vmap(rmtkit.fit_pl))(batch)
-    for row, x in enumerate(batch):
-        single = fit(x)
-        for field in rmtkit.PowerLawFit._fields:
-            np.testing.assert_allclose(
-                np.asarray(getattr(batched, field))[row],
-                np.asarray(getattr(single, field)),
-                rtol=1e-12,
-            )
+# jit, vmap, padding and dtypes of fit_pl: tests/core/test_conformance.py
 
 
 @given(pareto_samples(sizes=(128, 512)))
@@ -178,7 +136,7 @@ def test_float32_agrees_with_float64(sample):
 
 
 def test_chunked_scan_matches_the_plain_loop_at_large_n():
-    x = pareto(np.random.default_rng(5), 2.5, 3000)  # > one chunk of candidates
+    x = pareto_draws(3000, 2.5, rng=np.random.default_rng(5))  # > one chunk of candidates
     d, (alpha, xmin, _) = brute_force_search(x)
     f = fit(x)
     np.testing.assert_allclose(
@@ -190,7 +148,7 @@ def test_chunked_scan_matches_the_plain_loop_at_large_n():
 
 
 def test_small_n_rule():
-    x = np.sort(pareto(np.random.default_rng(3), 2.5, 15))
+    x = np.sort(pareto_draws(15, 2.5, rng=np.random.default_rng(3)))
     f = fit(x)
     # brute force docs/math.md §2.6: tails >= 8, bias-corrected alpha, argmin D - 0.868/sqrt(n_i)
     best = None
@@ -206,7 +164,7 @@ def test_small_n_rule():
 
 def test_too_few_or_bad_values_give_nan():
     assert np.isnan(float(fit(np.array([1e-7, 1e-8, 2e-6])).alpha))  # all below 1e-5
-    x = pareto(np.random.default_rng(1), 3.0, 100)
+    x = pareto_draws(100, 3.0, rng=np.random.default_rng(1))
     x[5] = np.nan
     f = fit(x)
     assert np.isnan(float(f.alpha)) and np.isnan(float(f.D)) and int(f.num_evals) == 0
@@ -216,7 +174,7 @@ def test_too_few_or_bad_values_give_nan():
 
 
 def test_median_xmin_is_the_hill_estimator():
-    x = np.sort(pareto(np.random.default_rng(2), 3.0, 101))
+    x = np.sort(pareto_draws(101, 3.0, rng=np.random.default_rng(2)))
     f = rmtkit.fit_pl(x, xmin_method="median")
     tail = x[50:]
     assert float(f.xmin) == x[50]
@@ -226,7 +184,7 @@ def test_median_xmin_is_the_hill_estimator():
 
 
 def test_fixed_xmin_snaps_to_nearest_eigenvalue():
-    x = np.sort(pareto(np.random.default_rng(4), 3.0, 200))
+    x = np.sort(pareto_draws(200, 3.0, rng=np.random.default_rng(4)))
     f = rmtkit.fit_pl(x, xmin=x[120] * 1.0000001)
     assert float(f.xmin) == x[120] and int(f.num_pl_spikes) == 80
 
@@ -253,7 +211,7 @@ def ks_at(xs, i):
 
 
 def test_xmax_options():
-    x = np.sort(pareto(np.random.default_rng(7), 2.5, 300))
+    x = np.sort(pareto_draws(300, 2.5, rng=np.random.default_rng(7)))
     clipped = rmtkit.fit_pl(x, xmax=-3)
     np.testing.assert_allclose(np.asarray(clipped), np.asarray(rmtkit.fit_pl(x[:-3])))
     forced = rmtkit.fit_pl(x, xmax="force")
@@ -268,7 +226,7 @@ def test_xmax_options():
 
 def test_fix_fingers_drops_planted_fingers():
     rng = np.random.default_rng(8)
-    x = np.sort(pareto(rng, 4.0, 500))
+    x = np.sort(pareto_draws(500, 4.0, rng=rng))
     x[-3:] = x[-1] * np.array([30.0, 40.0, 50.0])  # three outliers flatten the tail fit
     f = rmtkit.fit_pl(x, fix_fingers="clip_xmax")
     raw = rmtkit.fit_pl(x)
@@ -305,7 +263,7 @@ def test_bad_spectrum_shapes_raise():
 
 
 def test_candidates_reproduce_the_fit():
-    x = pareto(np.random.default_rng(9), 2.5, 300)
+    x = pareto_draws(300, 2.5, rng=np.random.default_rng(9))
     c = rmtkit.pl_candidates(x)
     best = int(np.argmin(np.where(np.asarray(c.valid), np.asarray(c.D), np.inf)))
     f = rmtkit.fit_pl(x)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rmtkit.core.esd import esd
 from rmtkit.core.mp import mp_cdf, mp_fit, mp_pdf, mp_quantile
 from rmtkit.errors import InvalidArgumentError, InvalidWeightsError
-from rmtkit.testing import spiked_matrices
+from rmtkit.testing import spiked_matrices, wishart_eigenvalues
 
 M = 200  # every spectrum in this file has M = 200 values: one compile per function
 DRAWS = 600  # Monte Carlo batch: one size, one compile
@@ -23,24 +23,6 @@ fit_tw = jax.jit(jax.vmap(lambda e, q: mp_fit(e, Q=q, margin="tw95"), in_axes=(0
 fit_ww = jax.jit(jax.vmap(lambda e, q: mp_fit(e, Q=q, margin="ww"), in_axes=(0, None)))
 fit1_tw = jax.jit(lambda e, q: mp_fit(e, Q=q, margin="tw95"))
 fit1_ww = jax.jit(lambda e, q: mp_fit(e, Q=q, margin="ww"))
-
-
-def wishart_evals(rng, n, m, reps):
-    """Eigenvalues of W^T W, W n x m with N(0, 1) entries, `reps` draws.
-
-    Dumitriu & Edelman (J. Math. Phys. 43, 2002, Thm 3.4): they have exactly the law of the
-    eigenvalues of B B^T, B lower bidiagonal with diagonal chi_{n}, chi_{n-1}, ...,
-    chi_{n-m+1} and subdiagonal chi_{m-1}, ..., chi_1 — an O(m^2) tridiagonal eigenproblem
-    instead of an n x m matrix per draw.
-    """
-    out = np.empty((reps, m))
-    for r in range(reps):
-        d = np.sqrt(rng.chisquare(n - np.arange(m)))
-        s = np.sqrt(rng.chisquare(m - 1 - np.arange(m - 1)))
-        diag = d**2
-        diag[1:] += s**2
-        out[r] = scipy.linalg.eigvalsh_tridiagonal(diag, d[:-1] * s)
-    return out
 
 
 def entry_sigma(fit, n_rows):
@@ -82,10 +64,7 @@ def test_quantile_inverts_cdf():
             mp_cdf(mp_quantile(p, Q=q, sigma=0.7), Q=q, sigma=0.7), p, atol=1e-12
         )
     assert np.isnan(mp_quantile(1.5, Q=2.0))
-    # eager == jit, and elementwise over any shape
-    x = jnp.linspace(0.0, 3.0, 12).reshape(3, 4)
-    np.testing.assert_allclose(mp_cdf(x, Q=2.0, sigma=1.1), cdf_jit(x, 2.0, 1.1), rtol=1e-13)
-    np.testing.assert_allclose(mp_pdf(x, Q=2.0, sigma=1.1), pdf_jit(x, 2.0, 1.1), rtol=1e-13)
+    # eager == jit, vmap and dtypes of the law: tests/core/test_conformance.py
 
 
 # ---------------------------------------------------------------------------------- fit
@@ -94,7 +73,7 @@ def test_quantile_inverts_cdf():
 @pytest.mark.parametrize("q", [1, 2, 4, 8])
 def test_pure_noise_sigma_within_2_percent_and_no_spikes(q):
     rng = np.random.default_rng(100 + q)
-    evals = jnp.asarray(wishart_evals(rng, q * M, M, DRAWS) * 0.3**2)  # entry sd 0.3
+    evals = jnp.asarray(wishart_eigenvalues(q * M, M, DRAWS, rng=rng) * 0.3**2)  # entry sd 0.3
     fits = fit_tw(evals, float(q))
     assert np.all(np.asarray(fits.ok))
     err = np.abs(entry_sigma(fits, q * M) / 0.3 - 1.0)
@@ -146,7 +125,7 @@ def test_sigma_robust_to_planted_spikes(s):
 
 
 def test_fields_and_units():
-    evals = jnp.asarray(wishart_evals(np.random.default_rng(5), 2 * M, M, 1)[0])
+    evals = jnp.asarray(wishart_eigenvalues(2 * M, M, 1, rng=np.random.default_rng(5))[0])
     fit = mp_fit(evals, Q=2.0)
     s2 = float(fit.sigma) ** 2
     scale2 = float(fit.W_scale) ** 2
@@ -166,8 +145,9 @@ def test_fields_and_units():
     np.testing.assert_allclose(fit_m.spike_edge, tw / scale2, rtol=1e-12)
 
 
-def test_scale_invariance_padding_jit_vmap():
-    evals = jnp.asarray(wishart_evals(np.random.default_rng(6), 3 * M, M, 3))
+def test_scale_invariance():
+    # eager == jit, vmap == loop, padding and dtypes of mp_fit: tests/core/test_conformance.py
+    evals = jnp.asarray(wishart_eigenvalues(3 * M, M, 3, rng=np.random.default_rng(6)))
 
     def fit(e):
         return fit1_ww(e, 3.0)
@@ -176,22 +156,6 @@ def test_scale_invariance_padding_jit_vmap():
     scaled = fit(7.0 * evals[0])
     np.testing.assert_allclose(scaled.sigma, one.sigma, rtol=1e-10)
     np.testing.assert_allclose(scaled.bulk_max, 7.0 * one.bulk_max, rtol=1e-10)
-    # eager == jit
-    eager = mp_fit(evals[0], Q=3.0)
-    for a, b in zip(eager, one, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
-    # vmap == loop
-    batch = jax.vmap(lambda e: mp_fit(e, Q=3.0))(evals)
-    for i in range(3):
-        np.testing.assert_allclose(batch.sigma[i], fit(evals[i]).sigma, rtol=1e-12)
-    # padding is invisible (and the order of the input does not matter)
-    padded = jnp.concatenate([evals[0][::-1], jnp.full(56, 1e9)])
-    mask = jnp.arange(M + 56) < M
-    pad = mp_fit(padded, mask, Q=3.0)
-    for a, b in zip(pad, one, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
-    # float32 in, float32 out
-    assert mp_fit(evals[0].astype(jnp.float32), Q=3.0).sigma.dtype == jnp.float32
 
 
 def test_bad_values_give_nan_and_flag():
