@@ -130,7 +130,7 @@ def _log_g_cf(s, x):
     return s * jnp.log(x) - x + jnp.log(h)
 
 
-def log_upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
+def log_upper_gamma(s: Float[ArrayLike, "*#b"], x: Float[ArrayLike, "*#b"]) -> Float[Array, "*#b"]:
     r"""Logarithm of the upper incomplete gamma function :math:`\Gamma(s, x)`, any real
     :math:`s \ge -32`, :math:`x > 0` (negative :math:`s` included).
 
@@ -184,7 +184,7 @@ def _log_upper_gamma(s, x):
     return jnp.where(ok, val, jnp.nan)
 
 
-def upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
+def upper_gamma(s: Float[ArrayLike, "*#b"], x: Float[ArrayLike, "*#b"]) -> Float[Array, "*#b"]:
     r"""Upper incomplete gamma :math:`\Gamma(s, x)` for real :math:`s \ge -32`, :math:`x > 0`.
 
     ``exp(log_upper_gamma(s, x))``; see `log_upper_gamma` for the method and accuracy.
