@@ -38,6 +38,7 @@ def build():
     return keras.Model([ids, img, seq], out, name="zoo")
 
 
+@pytest.mark.slow
 def test_layouts_and_nesting():
     model = build()
     tree = validate_collection(akeras.from_keras(model))

@@ -116,6 +116,7 @@ def test_nan_passes(tmp_path):
     assert np.isnan(got.values[1, 2])
 
 
+@pytest.mark.slow
 def test_sharded_folder_streams_one_tensor_at_a_time(tmp_path):
     spec = importlib.util.spec_from_file_location(
         "adapters_memory", ROOT / "benchmarks" / "adapters_memory.py"

@@ -16,6 +16,9 @@ from rmtkit.adapters import onnx as aonnx  # noqa: E402
 from rmtkit.adapters import torch as atorch  # noqa: E402
 from rmtkit.collection import iter_layers  # noqa: E402
 
+#: one torch model, its ONNX export and a Keras rebuild: tens of seconds to build
+pytestmark = pytest.mark.slow
+
 DIM, HEADS = 16, 2
 
 

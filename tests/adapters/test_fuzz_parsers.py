@@ -350,18 +350,21 @@ def fuzz(tmp_path: Path, make_case, n: int, suffix: str) -> Counter:
 # --------------------------------------------------------------------------- fuzz tests
 
 
+@pytest.mark.slow
 def test_fuzz_onnx_bytes_small_model(tmp_path, traced):
     base = small_onnx().SerializeToString()
     out = fuzz(tmp_path, lambda i, rng: mutate_bytes(base, rng), 600, ".onnx")
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_onnx_bytes_digits_model(tmp_path, traced):
     base = data_path().read_bytes()
     out = fuzz(tmp_path, lambda i, rng: mutate_bytes(base, rng), 150, ".onnx")
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_onnx_structure(tmp_path, traced):
     model = small_onnx(external=tmp_path / "weights.bin")
     data = (tmp_path / "weights.bin").read_bytes()
@@ -377,6 +380,7 @@ def test_fuzz_onnx_structure(tmp_path, traced):
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_safetensors_bytes(tmp_path, traced):
     base = st_bytes(ST_TENSORS)
     out = fuzz(
@@ -385,6 +389,7 @@ def test_fuzz_safetensors_bytes(tmp_path, traced):
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_safetensors_header(tmp_path, traced):
     out = fuzz(
         tmp_path,
@@ -395,6 +400,7 @@ def test_fuzz_safetensors_header(tmp_path, traced):
     assert out["ok"] > 0 and out["CorruptModelError"] > 0
 
 
+@pytest.mark.slow
 def test_fuzz_safetensors_index(tmp_path, traced):
     (tmp_path / "a.safetensors").write_bytes(st_bytes(ST_TENSORS))
     index = {"metadata": {}, "weight_map": {k: "a.safetensors" for k in ST_TENSORS}}

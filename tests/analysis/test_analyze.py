@@ -307,6 +307,7 @@ def test_pool_false_rows_per_slice():
     np.testing.assert_allclose(pooled.lambda_max.item(), host.max() / 4, rtol=1e-12)  # 2 vs 1/2
 
 
+@pytest.mark.slow
 def test_randomize_mp_fit_detx_are_reproducible():
     w = heavy((100, 64), 5)
     w[7, 11] = 40.0  # a correlation trap
@@ -340,6 +341,7 @@ def test_randomize_mp_fit_detx_are_reproducible():
     assert a.attrs["randomize"] == "True" and a.attrs["key"] == "jax.random.key(0)"
 
 
+@pytest.mark.slow
 def test_tpl_fit_adds_lambda():
     d = analyze(from_layers({"fc": heavy((100, 64), 6)}), fit="TPL", progress=False)
     assert "Lambda" in d and np.isfinite(d.alpha.item()) and d.Lambda.item() >= 0
@@ -439,6 +441,7 @@ def test_model_distances_turn_an_unreadable_layer_into_its_row():
 # --------------------------------------------------------------------------- frameworks
 
 
+@pytest.mark.slow
 def test_torch_and_its_onnx_export_give_equal_details():
     torch = require("torch")
     onnx = require("onnx")

@@ -272,6 +272,7 @@ def test_fit_cannot_converge():
     assert_finite(row, ("norm", "lambda_max", "stable_rank", "log_norm"))
 
 
+@pytest.mark.slow
 def test_tpl_fit_cannot_converge():
     """The same layer under the truncated power law (its own "not ok" path)."""
     row = bad_row(analyze_both(heavy((100, 64), 12) * 1e-4, fit="TPL")[0])

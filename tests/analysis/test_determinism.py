@@ -13,6 +13,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 import xarray as xr
 from helpers import ROOT, require
 
@@ -57,6 +58,7 @@ def assert_bit_identical(a: xr.Dataset, b: xr.Dataset) -> None:
             assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
 
 
+@pytest.mark.slow
 def test_repeated_runs_are_bit_identical():
     first = analyze(model(), **OPTIONS)
     for _ in range(2):
@@ -95,6 +97,7 @@ def test_int_seed_and_key_agree():
     assert_bit_identical(a.drop_attrs(), b.drop_attrs())
 
 
+@pytest.mark.slow
 def test_fresh_process_is_bit_identical(tmp_path):
     """Another interpreter, another hash seed, one worker thread: the same bytes."""
     out = tmp_path / "details.pkl"

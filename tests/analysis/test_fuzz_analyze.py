@@ -237,6 +237,7 @@ def check_details(d: xr.Dataset, tree, reads: list[str], opts: dict) -> None:
 # --------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 @FUZZ
 @given(case=options())
 def test_analyze_options(case):
@@ -254,6 +255,7 @@ def test_analyze_options(case):
 DESCRIBE_KEYS = {"layers", "min_evals", "max_evals", "pool", "lora"}
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=300)
 @given(case=options())
 def test_describe_and_spectra_options(case):

@@ -75,6 +75,7 @@ def _small_onnx(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_hundred_runs_no_leak_no_recompilation(tmp_path):
     path = _small_onnx(tmp_path / "model.onnx")

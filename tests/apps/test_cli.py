@@ -90,6 +90,7 @@ def test_describe(capsys):
     assert code == 0 and "9 rows" in out
 
 
+@pytest.mark.slow
 @needs_onnx
 def test_compare(capsys, tmp_path):
     other = tmp_path / "other.onnx"
@@ -178,6 +179,7 @@ def test_usage_errors_exit_2(capsys):
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 @needs_onnx
 def test_plots(capsys, tmp_path):
     require("matplotlib")
@@ -195,6 +197,7 @@ def test_plots(capsys, tmp_path):
     )
 
 
+@pytest.mark.slow
 @needs_onnx
 def test_python_dash_m_and_console_script(tmp_path):
     r = shell(sys.executable, "-m", "rmtkit", "describe")

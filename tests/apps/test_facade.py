@@ -79,6 +79,7 @@ def test_describe_and_get_esd(watcher):
     np.testing.assert_array_equal(watcher.get_ESD(layer="fc2"), row[~np.isnan(row)])
 
 
+@pytest.mark.slow
 def test_ww_argument_names():
     tree = from_layers({"a": w(0), "b": w(1)})
     ww = WeightWatcher(tree)

@@ -129,6 +129,7 @@ def test_monitor_plot(tmp_path):
     assert "early stop: epoch 2" in labels
 
 
+@pytest.mark.slow
 def test_import_does_not_import_keras_or_matplotlib():
     code = (
         "import sys, rmtkit.monitor; "
@@ -143,6 +144,7 @@ def test_import_does_not_import_keras_or_matplotlib():
 # Real training runs.
 
 
+@pytest.mark.slow
 def test_torch_training_run_moves_alpha(tmp_path):
     torch = require("torch")
     torch.manual_seed(0)
@@ -181,6 +183,7 @@ def test_torch_training_run_moves_alpha(tmp_path):
     assert hist["loss"].values[-1] < 0.05
 
 
+@pytest.mark.slow
 def test_keras_callback_records_rows(tmp_path):
     keras = require("keras")
     keras.utils.set_random_seed(0)

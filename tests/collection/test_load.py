@@ -85,6 +85,7 @@ def test_objects_dispatch(tmp_path):
     assert [p for p, _ in iter_layers(load(tmp_path / "m.onnx"))] == ["fc"]
 
 
+@pytest.mark.slow
 def test_import_hygiene():
     code = (
         "import sys, rmtkit.adapters, rmtkit.collection.load, rmtkit.collection; "

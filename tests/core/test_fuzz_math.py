@@ -136,6 +136,7 @@ SPECTRUM_FUNCTIONS = {
 ALLOW_INF = {"norm": ("out",), "spectral_metrics": ("norm",)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SPECTRUM_FUNCTIONS))
 @FUZZ
 @given(evals=float_arrays((SPEC_LEN,)), mask=masks, scalar=scalars)
@@ -147,6 +148,7 @@ def test_spectrum_functions(name, evals, mask, scalar):
     assert_clean(out, allow_inf=ALLOW_INF.get(name, ()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mp_pdf", "mp_cdf", "mp_quantile"])
 @FUZZ
 @given(x=float_arrays((5,)), q=scalars, sigma=scalars)
@@ -177,6 +179,7 @@ WEIGHT_FUNCTIONS = {
 PASS_THROUGH = {"slices", "randomize", "svd_sharpen", "svd_smooth"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(WEIGHT_FUNCTIONS))
 @FUZZ
 @given(w=float_arrays(MAT_SHAPE), k=st.integers(-6, 6))
@@ -190,6 +193,7 @@ def test_weight_functions(name, w, k):
     assert_clean(out)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(w=float_arrays(CONV_SHAPE))
 def test_conv_spectra(w):
@@ -200,6 +204,7 @@ def test_conv_spectra(w):
 # --------------------------------------------------------------------------- host helpers
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(
     spectra=st.lists(st.one_of(float_arrays((3,)), float_arrays((SPEC_LEN,))), max_size=4),
@@ -214,6 +219,7 @@ def test_pad_spectra(spectra, length):
     assert np.isfinite(out[~mask]).all()  # padding is clean; values pass through
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(n=st.integers(-5, 10**30), min_length=st.integers(-3, 512))
 def test_bucket_length(n, min_length):
@@ -224,6 +230,7 @@ def test_bucket_length(n, min_length):
     assert length >= n and length >= min_length
 
 
+@pytest.mark.slow
 @pytest.mark.bad_input
 @settings(FUZZ, max_examples=200)
 @given(n=wild, min_length=st.integers(-3, 512))
@@ -233,6 +240,7 @@ def test_bucket_length_refuses_a_float(n, min_length):
         rmtkit.bucket_length(n, min_length=min_length)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(alpha=st.one_of(wild, special))
 def test_alpha_warning(alpha):

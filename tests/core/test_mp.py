@@ -96,6 +96,7 @@ def planted(key, q, thetas):
     return z + (u * jnp.asarray(thetas)[None, :]) @ v.T
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("q", [1, 2, 4, 8])
 def test_planted_rank1_above_bbp_is_one_spike(q):
     theta = 1.5 * q**-0.25

@@ -91,6 +91,7 @@ def test_smooth_closed_form():
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(SPIKED)
 def test_smooth_methods_choose_k(spiked):

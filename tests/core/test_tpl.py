@@ -121,6 +121,7 @@ def test_mle_is_stationary_and_beats_neighbours():
         assert loglik(a + da, lam + dl) < best
 
 
+@pytest.mark.slow
 def test_xmin_search_and_lr_test():
     rng = np.random.default_rng(7)
     tail = tpl_draws(300, 2.0, 0.3, 1.0, rng=rng)

@@ -84,6 +84,7 @@ def test_rand_distance_of_a_zero_spectrum_is_nan():
     assert np.isnan(rand_distance(jnp.zeros(3), jnp.ones(3)))
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(gaussian_matrices(qs=(2.0,)), st.integers(0, 2**31 - 1))  # one shape: one compile
 def test_gaussian_rand_distance_is_small(g, seed):

@@ -93,6 +93,7 @@ def test_analyze_many_fans_models_out_as_tasks(client):
     assert list(remote.model.values) == ["s0", "s1"]
 
 
+@pytest.mark.slow
 def test_real_worker_processes_read_a_lazily_loaded_file(tmp_path):
     """Worker processes: the weights (a lazily loaded safetensors file) are read there."""
     require("safetensors")

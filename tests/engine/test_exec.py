@@ -87,6 +87,7 @@ def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path)
     assert _exec.compilation_cache_dir() == str(tmp_path / "rmtkit" / "jax")
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_the_kernels_from_the_persistent_cache(tmp_path):
     """Second process: the fit kernels come from disk (no XLA compile of them)."""
     code = (
@@ -194,6 +195,7 @@ print(json.dumps({"compiled": len(calls), "same": same}))
 """
 
 
+@pytest.mark.slow
 def test_stored_kernels_are_loaded_by_the_next_process_and_a_corrupt_one_is_replaced(tmp_path):
     """Fresh processes sharing a cache folder: the first compiles and stores the kernel, the
     next loads it; a corrupt file is compiled again (JAX's own cache holds a copy that does not

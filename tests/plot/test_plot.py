@@ -273,6 +273,7 @@ def small_model():
     )
 
 
+@pytest.mark.slow
 def test_plot_layers_without_details_skips_small_layers(tmp_path):
     out = plot.plot_layers(small_model(), savefig=tmp_path)
     # pooled conv: 9 * 14 = 126 eigenvalues >= 50; fc2 has 10 < min_evals
@@ -283,6 +284,7 @@ def test_plot_layers_without_details_skips_small_layers(tmp_path):
         check_png(path)
 
 
+@pytest.mark.slow
 def test_plot_layers_follows_the_details(tmp_path):
     tree = small_model()
     w = dict(rmtkit.iter_layers(tree))["classifier/fc1"].values
@@ -327,6 +329,7 @@ def _run(code: str) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_plots_do_not_touch_pyplot_or_the_backend(tmp_path):
     code = (
         "import sys, numpy as np, matplotlib\n"
@@ -339,6 +342,7 @@ def test_plots_do_not_touch_pyplot_or_the_backend(tmp_path):
     check_png(tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_names_the_extra():
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
@@ -347,6 +351,7 @@ def test_missing_matplotlib_names_the_extra():
     assert "pip install 'rmtkit[plot]'" in _run(code)
 
 
+@pytest.mark.slow
 def test_plot_model_from_a_real_analysis(tmp_path):
     from rmtkit.analysis import analyze
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from helpers import ROOT, require
 
 
@@ -26,6 +27,7 @@ def test_main_command_analyzes_the_embedded_model():
     assert (ROOT / "rmtkit" / "data" / "digits_cnn.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_tour_runs_and_prints_what_the_readme_says():
     """The README's Python tour runs as written, and its first two printed lines are the ones
     the README quotes (the tour reads the embedded ONNX model, so it needs onnx)."""

@@ -148,6 +148,7 @@ def assert_extra_spikes_are_noise(evals, counted, planted, truth):
         assert z > 1.0, z
 
 
+@pytest.mark.slow
 @given(rt.gaussian_matrices())
 def test_gaussian_matrices_have_the_mp_edges(g):
     n, m = g.w.shape
@@ -176,6 +177,7 @@ def test_gaussian_matrices_knobs(g):
     assert g.q == g.w.shape[0] / 20 and 1.0 <= g.q <= 3.05
 
 
+@pytest.mark.slow
 @given(rt.spiked_matrices())
 def test_spiked_matrices_separate_exactly_the_supercritical_spikes(s):
     evals = np.asarray(esd(s.w))
@@ -191,6 +193,7 @@ def test_spiked_matrices_separate_exactly_the_supercritical_spikes(s):
     np.testing.assert_array_equal(s.outliers[s.thetas <= s.threshold], s.bulk_max)
 
 
+@pytest.mark.slow
 @FEW
 @given(st.data())
 def test_heavy_tailed_matrices_give_alpha_one_plus_mu_over_two_on_average(data):
@@ -213,6 +216,7 @@ def test_heavy_tailed_matrices_refuse_mu_without_a_truth():
         draw()
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(rt.matrices_with_spectrum())
 def test_prescribed_spectrum_is_exact(p):
@@ -226,6 +230,7 @@ def pareto_spectrum(m, *, rng):
     return (1.0 - rng.random(m)) ** (-1.0 / 1.5)
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(rt.matrices_with_spectrum(n_cols=(100,), qs=(1.0, 2.0), spectrum=pareto_spectrum))
 def test_fit_pl_of_a_prescribed_spectrum_is_the_fit_of_the_truth(p):
@@ -236,6 +241,7 @@ def test_fit_pl_of_a_prescribed_spectrum_is_the_fit_of_the_truth(p):
     )
 
 
+@pytest.mark.slow
 @FEW
 @given(rt.trapped_matrices(qs=(1.0, 4.0)), st.integers(0, 2**31 - 1))  # 2 shapes: 2 compiles
 def test_trapped_matrices_traps_are_counted_and_located(t, seed):
