@@ -80,6 +80,7 @@ def test_layouts_and_nesting():
     assert ids.index("mha/query") < ids.index("mha/attention_output") < ids.index("ed")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings(  # Keras's own saving code, with numpy 2
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 )

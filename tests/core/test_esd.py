@@ -26,6 +26,7 @@ def assert_spectrum_close(got, want, rtol=1e-5):
     np.testing.assert_allclose(got[~big], want[~big], atol=1e-6 * want.max())
 
 
+@pytest.mark.slow
 @given(
     shape=st.sampled_from([(50, 20), (20, 50), (64, 64), (300, 100)]),
     seed=st.integers(0, 2**31 - 1),

@@ -302,6 +302,7 @@ def test_bad_masks_and_host_inputs():
 # --------------------------------------------------------------------------- regressions
 
 
+@pytest.mark.slow
 def test_regression_metrics_of_broken_or_empty_spectra():
     """Found by this fuzz: inf / -inf leaked out of the metrics, empty spectra crashed."""
     with jax.enable_x64(True):

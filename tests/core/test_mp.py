@@ -70,6 +70,7 @@ def test_quantile_inverts_cdf():
 # ---------------------------------------------------------------------------------- fit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("q", [1, 2, 4, 8])
 def test_pure_noise_sigma_within_2_percent_and_no_spikes(q):
     rng = np.random.default_rng(100 + q)
@@ -108,6 +109,7 @@ def test_planted_rank1_above_bbp_is_one_spike(q):
     assert [int(fit1_ww(e, float(q)).num_spikes) for e in evals] == [1] * 4
 
 
+@pytest.mark.slow
 @settings(max_examples=12)
 @given(spiked_matrices(qs=(1.0, 8.0), ranks=(3,), ratios=st.floats(2.0, 4.0)))
 def test_sigma_robust_to_planted_spikes(s):

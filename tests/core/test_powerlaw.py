@@ -32,6 +32,7 @@ REPLICATES = 2000
 fit_batch = jax.jit(jax.vmap(functools.partial(rmtkit.fit_pl, xmin=0.0, ci=0.95)))  # xmin: min
 
 
+@pytest.mark.slow
 @settings(max_examples=6)
 @given(alpha=st.floats(1.5, 6.0), n=st.sampled_from([16, 64, 256]), seed=st.integers(0, 2**31))
 def test_mean_and_spread_match_the_exact_law(alpha, n, seed):
@@ -47,6 +48,7 @@ def test_mean_and_spread_match_the_exact_law(alpha, n, seed):
     assert abs(est.std(ddof=1) / sd - 1) < 0.12
 
 
+@pytest.mark.slow
 @settings(max_examples=4)
 @given(alpha=st.floats(1.5, 6.0), n=st.sampled_from([16, 64, 256]), seed=st.integers(0, 2**31))
 def test_confidence_interval_covers_95_percent(alpha, n, seed):

@@ -31,6 +31,7 @@ def test_sharpen_closed_form():
     np.testing.assert_array_equal(svd_sharpen(DIAG, -1), DIAG)
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(SPIKED)
 def test_clip_shrinks_to_the_bulk_edge(spiked):

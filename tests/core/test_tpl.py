@@ -80,6 +80,7 @@ def test_upper_gamma_gradients():
 # ------------------------------------------------------------------------------- fit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_recovers_alpha_lambda_within_standard_errors(seed):
     rng = np.random.default_rng(seed)
@@ -144,6 +145,7 @@ def test_xmin_search_and_lr_test():
     assert bool(peak.ok) and 0.95 * p <= float(peak.xmin) <= 1.5 * p
 
 
+@pytest.mark.slow
 def test_scale_invariance():
     rng = np.random.default_rng(8)
     x = np.sort(tpl_draws(N_SEARCH - 56, 2.5, 0.2, 1.0, rng=rng))

@@ -138,6 +138,7 @@ def test_sharpening_removes_the_trap_and_never_raises_top_value():
     assert float(jnp.linalg.norm(clipped, 2)) < 1.05 * EDGE
 
 
+@pytest.mark.slow
 def test_replicas_take_the_max_over_randomizations():
     w = gaussian(8, (40, 20))  # 20 eigenvalues < 100: 5 replicas by default
     stats = correlation_traps(w, jax.random.key(9))

@@ -157,6 +157,7 @@ def test_plot_randomized_draws_the_trap_line(tmp_path, layer):
     assert any(x == pytest.approx(np.log10(rand.max())) for x in xs)
 
 
+@pytest.mark.slow
 def test_plot_mp_overlays_the_fit(tmp_path, layer):
     w, evals, rand = layer
     from rmtkit.core.mp import mp_fit
@@ -171,6 +172,7 @@ def test_plot_mp_overlays_the_fit(tmp_path, layer):
     check_png(tmp_path / "mp2.png")
 
 
+@pytest.mark.slow
 def test_plot_layer_writes_every_panel_with_predictable_names(tmp_path, layer):
     _, evals, rand = layer
     figs = plot.plot_layer(
