@@ -209,11 +209,15 @@ def _notices(model: ModelInput, layer_figures: bool) -> list[str]:
     out = []
     alpha = _alpha(details)
     if not np.isfinite(alpha).any():
-        what = "has no alpha column" if "alpha" not in details.data_vars else "has no finite alpha"
+        what = (
+            "The analysis has no alpha column"
+            if "alpha" not in details.data_vars
+            else "No layer has a finite alpha"
+        )
         out.append(
-            f"No layer {what}: every layer was skipped or its fit failed, so there is no "
-            "correlation flow, histogram or mean alpha. The warning of each row says why "
-            "(see 'Layers by warning')."
+            f"{what}: every layer was skipped or its fit failed, so there is no correlation "
+            "flow, histogram or mean alpha. The warning of each row says why (see 'Layers by "
+            "warning')."
         )
     empty = [
         v

@@ -148,6 +148,8 @@ def gather(
         else:
             items = _split(obj, dim)
         many = dim is not None
+    elif isinstance(obj, xr.DataTree):  # a weight collection (a Mapping of its nodes)
+        items, many, dim = [(_name_of(obj), obj)], False, None
     elif isinstance(obj, Mapping) and obj and all(_is_series_item(v) for v in obj.values()):
         items, many, dim = [(str(k), v) for k, v in obj.items()], True, None
     elif isinstance(obj, (list, tuple)) and obj and all(_is_series_item(v) for v in obj):

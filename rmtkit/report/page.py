@@ -548,7 +548,7 @@ def document(title: str, body: str, figure_css: str, intro: str) -> str:
         '<meta name="generator" content="rmtkit">'
         f"<title>{esc(title)}</title><style>{_asset('report.css')}\n{figure_css}</style></head>"
         f"<body><header><h1>{esc(title)}</h1>{intro}"
-        "<noscript><p class='notice'>Sorting, filtering and the layer figures need "
+        "<noscript><p class='notice nojs'>Sorting, filtering and the layer figures need "
         "JavaScript, which is off: the tables and model figures are shown as they are.</p>"
         "</noscript></header><main>"
         + body
