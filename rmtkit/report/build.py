@@ -14,7 +14,13 @@ from rmtkit.errors import InvalidArgumentError
 from rmtkit.report import figures, page
 from rmtkit.report.inputs import ModelInput, gather
 
-__all__ = ["report"]
+__all__ = ["SIZE_BUDGET_BASE", "SIZE_BUDGET_PER_LAYER", "report"]
+
+#: size budget of a report (bytes): a fixed part (style sheet, script, summary, model figures)
+SIZE_BUDGET_BASE = 100_000
+#: plus this much per layer drawn with all four panels (ESD, D(xmin), randomized, MP): 2.1 MB
+#: for 50 layers
+SIZE_BUDGET_PER_LAYER = 40_000
 
 
 def report(
@@ -52,10 +58,11 @@ def report(
     Bad input still gives a page that says why: an empty Dataset, a model whose every layer
     failed (no finite alpha), columns that are NaN on every layer.
 
-    Size: the figures are compacted SVG (:mod:`rmtkit.report.svg`), about 16 kB per layer
-    (two panels) to 32 kB (four panels, with ``randomize`` and ``mp_fit``); the budget, checked
-    by the tests, is 200 kB + 40 kB per drawn layer, under 2.2 MB for 50 layers. Layer figures
-    are parsed but not drawn until their row is opened, so the page renders at once.
+    Size: the figures are compacted SVG (:mod:`rmtkit.report.svg`), about 15 kB per layer
+    with two panels and 30 kB with four (``randomize`` and ``mp_fit``); the budget, checked by
+    the tests, is :data:`SIZE_BUDGET_BASE` (100 kB) + :data:`SIZE_BUDGET_PER_LAYER` (40 kB)
+    per drawn layer: 2.1 MB for 50 layers with every panel. Layer figures are parsed but not
+    drawn until their row is opened, so the page renders at once.
 
     Parameters
     ----------

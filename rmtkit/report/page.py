@@ -515,7 +515,7 @@ def series_section(
             names, key=lambda n: (not math.isfinite(means[n].get(m, math.nan)), means[n].get(m))
         )
         items = "".join(
-            f"<li>{esc(n)} <span class='num'>{fmt(means[n].get(m, math.nan))}</span></li>"
+            f"<li>{esc(n)} <span class='num'>({fmt(means[n].get(m, math.nan))})</span></li>"
             for n in ranked
         )
         rank_rows.append(
