@@ -1,7 +1,7 @@
 """:func:`report`: the analysis of one model or a series of models as one HTML page."""
 
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import rmtkit
 from rmtkit.core import validate
 from rmtkit.errors import InvalidArgumentError
 from rmtkit.report import figures, page
-from rmtkit.report.inputs import ModelInput, gather
+from rmtkit.report.inputs import SPECTRA_OPTIONS, ModelInput, gather
 
 __all__ = ["SIZE_BUDGET_BASE", "SIZE_BUDGET_PER_LAYER", "report"]
 
@@ -122,7 +122,7 @@ def report(
         progress=progress,
         analyze_kwargs=analyze_kwargs,
     )
-    spectra_kwargs = {k: v for k, v in analyze_kwargs.items() if k in ("base", "lora", "executor")}
+    spectra_kwargs = {k: v for k, v in analyze_kwargs.items() if k in SPECTRA_OPTIONS}
     plans = [_plan(m, layer_figures) for m in models]
     steps = len(models) + sum(len(rows) for rows in plans) + (len(models) > 1)
     bar = rmtkit.Progress(steps, progress, "report", unit="figure sets")
@@ -167,14 +167,15 @@ def _check_path(path) -> Path:
 
 
 def _write(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` atomically (a temporary file in the same folder, renamed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    """Write ``text`` to ``target`` atomically: a new temporary file in the same folder
+    (created as ``open`` creates files, so with the usual permissions), then renamed."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -316,8 +317,6 @@ def _spectra(model: ModelInput, rows: list[int], *, key, progress, spectra_kwarg
 
 def _series(views: list[page.ModelView], render: figures.Renderer, dim: str) -> str:
     names = [v.name for v in views]
-    if len(set(names)) != len(names):
-        raise InvalidArgumentError(f"model names must be unique in a series; got {names}.")
     means = {v.name: v.means for v in views}
     counts = {v.name: page.counts(v.details) for v in views}
     plottable = {

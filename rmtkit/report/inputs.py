@@ -113,12 +113,44 @@ def _weights_of(weights, name: str, many: bool):
 
 
 def _name_of(obj: Any, details: xr.Dataset | None = None) -> str:
+    """A single model's name: the file name of a path (or of the analysis' ``model`` attr),
+    else the object's type."""
     if _is_path(obj):
         return Path(obj).name or str(obj)
     model = details.attrs.get("model") if details is not None else None
     if isinstance(model, str) and model not in ("", "None"):
         return Path(model).name or model
-    return "model"
+    return "model" if obj is None else type(obj).__name__
+
+
+def _load_nc(path) -> xr.Dataset:
+    """A saved analysis (``details.to_netcdf``, ``rmtkit analyze --out x.nc``, a Monitor)."""
+    if not Path(path).is_file():
+        raise InvalidArgumentError(f"{path}: no such netCDF file")
+    return xr.load_dataset(path)
+
+
+def _is_nc(obj) -> bool:
+    return _is_path(obj) and str(obj).lower().endswith(".nc")
+
+
+def _items(obj) -> tuple[list[tuple[str, Any]], str | None, bool]:
+    """``(items, series dim, several)``: the named models in ``details_or_models``."""
+    if isinstance(obj, xr.Dataset):
+        _check_dataset(obj)
+        dim = _series_dim(obj)
+        if dim is None:
+            return [(_name_of(None, obj), obj)], None, False
+        return _split(obj, dim), dim, True
+    if isinstance(obj, xr.DataTree):  # a weight collection (a Mapping of its nodes)
+        return [(_name_of(obj), obj)], None, False
+    if isinstance(obj, (Mapping, list, tuple)) and not obj:
+        raise InvalidArgumentError("`details_or_models` is empty: nothing to report.")
+    if isinstance(obj, Mapping) and all(_is_series_item(v) for v in obj.values()):
+        return [(str(k), v) for k, v in obj.items()], None, True
+    if isinstance(obj, (list, tuple)) and all(_is_series_item(v) for v in obj):
+        return list(zip(_names(obj), obj, strict=True)), None, True
+    return [(_name_of(obj), obj)], None, False
 
 
 def gather(
@@ -132,39 +164,26 @@ def gather(
     """The models of a report and the name of their series dim (``"model"`` by default).
 
     Models are analyzed here with ``rmtkit.analyze(model, key=key, progress=progress,
-    **analyze_kwargs)``; Datasets are taken as they are (``analyze_kwargs`` may then only hold
-    :data:`SPECTRA_OPTIONS`).
+    **analyze_kwargs)``; Datasets (and ``.nc`` files) are taken as they are, with their
+    ``weights`` (``analyze_kwargs`` may then only hold :data:`SPECTRA_OPTIONS`).
     """
     obj = details_or_models
-    if _is_path(obj) and str(obj).lower().endswith(".nc"):
-        if not Path(obj).is_file():
-            raise InvalidArgumentError(f"{obj}: no such netCDF file")
-        obj = xr.load_dataset(obj)
-    if isinstance(obj, xr.Dataset):
-        _check_dataset(obj)
-        dim = _series_dim(obj)
-        if dim is None:
-            items = [(_name_of(None, obj), obj)]
-        else:
-            items = _split(obj, dim)
-        many = dim is not None
-    elif isinstance(obj, xr.DataTree):  # a weight collection (a Mapping of its nodes)
-        items, many, dim = [(_name_of(obj), obj)], False, None
-    elif isinstance(obj, Mapping) and obj and all(_is_series_item(v) for v in obj.values()):
-        items, many, dim = [(str(k), v) for k, v in obj.items()], True, None
-    elif isinstance(obj, (list, tuple)) and obj and all(_is_series_item(v) for v in obj):
-        items, many, dim = list(zip(_names(obj), obj, strict=True)), True, None
-    elif isinstance(obj, (Mapping, list, tuple)) and not obj:
-        raise InvalidArgumentError("`details_or_models` is empty: nothing to report.")
-    else:
-        items, many, dim = [(_name_of(obj), obj)], False, None
-
-    given = [v for _, v in items if isinstance(v, xr.Dataset)]
+    items, dim, several = _items(_load_nc(obj) if _is_nc(obj) else obj)
+    items = [(name, _load_nc(v) if _is_nc(v) else v) for name, v in items]
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"model names must be unique; got {names}.")
+    analyzed = [isinstance(v, xr.Dataset) for _, v in items]
     extra = sorted(set(analyze_kwargs) - set(SPECTRA_OPTIONS))
-    if given and extra and len(given) == len(items):
+    if extra and all(analyzed):
         raise InvalidArgumentError(
             f"analysis options {extra} apply to models analyzed here; the report was given "
             "Datasets (already analyzed): drop them, or pass the models instead."
+        )
+    if weights is not None and not any(analyzed):
+        raise InvalidArgumentError(
+            "`weights` is for Datasets (analyses made elsewhere); models given directly are "
+            "their own weights."
         )
     out = []
     for name, value in items:
@@ -175,17 +194,8 @@ def gather(
                     f"model {name!r}: a Dataset of a series must have the dim 'layer' only; "
                     f"got {tuple(value.dims)}."
                 )
-            out.append(ModelInput(name, value, _weights_of(weights, name, many)))
+            out.append(ModelInput(name, value, _weights_of(weights, name, several)))
         else:
-            if weights is not None:
-                raise InvalidArgumentError(
-                    "`weights` is for Datasets (analyses made elsewhere); models given "
-                    "directly are their own weights."
-                )
-            if _is_path(value) and str(value).lower().endswith(".nc"):
-                value = xr.load_dataset(value)
-                out.append(ModelInput(name, value, None))
-                continue
             details = rmtkit.analyze(value, key=key, progress=progress, **analyze_kwargs)
             out.append(ModelInput(name, details, value))
     return out, dim or "model"

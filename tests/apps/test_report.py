@@ -275,12 +275,14 @@ def test_compact_svg_draws_the_same_elements_at_the_same_places():
     assert compact.get("viewBox") == original.get("viewBox") and compact.get("width") is None
 
 
-def test_report_is_deterministic(tmp_path):
+def test_report_is_deterministic_and_written_whole(tmp_path):
     ds = hand_built([2.5, 3.0, 7.1, 1.7])
     a, b = tmp_path / "a.html", tmp_path / "b.html"
     rmtkit.report(ds, a, progress=False)
     rmtkit.report(ds, b, progress=False)
     assert a.read_bytes() == b.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html"]  # no leftovers
+    assert a.read_text().endswith("</html>\n")
 
 
 def test_goodness_of_fit_columns_are_shown_when_present(tmp_path):
@@ -442,7 +444,11 @@ def test_bad_arguments_raise_typed_errors(tmp_path):
         rmtkit.report([], tmp_path / "x.html")
     with pytest.raises(InvalidArgumentError, match="`weights` of a series"):
         rmtkit.report({"a": ds, "b": ds}, tmp_path / "x.html", weights="model.onnx")
-    assert not (tmp_path / "x.html").exists()  # nothing written on an error
+    with pytest.raises(InvalidArgumentError, match="`weights` is for Datasets"):
+        rmtkit.report(rmtkit.data_path(), tmp_path / "x.html", weights=rmtkit.data_path())
+    with pytest.raises(InvalidArgumentError, match="unique"):
+        rmtkit.report(rmtkit.concat([ds, ds], names=["a", "a"]), tmp_path / "x.html")
+    assert list(tmp_path.iterdir()) == []  # nothing written on an error, no temporary file
 
 
 def test_progress_bar_on_stderr(tmp_path, capsys):
