@@ -12,7 +12,7 @@ Pages (every optional panel: ``randomize=True, mp_fit=True``):
   summary and model figures; no layer figure).
 
 Printed per page: its size and size per drawn layer against the budget
-(``rmtkit.report.build.SIZE_BUDGET_*``); the time to write it against the time of the analysis
+(``rmtkit.report.build.size_budget``); the time to write it against the time of the analysis
 it reports (same process, same run); and the browser's own clock for a fresh load of the file
 (navigation start to the end of the load event, median of ``--loads`` loads, one browser) and
 for opening one layer's row (click to the next frame, figures inserted and laid out), with the
@@ -34,7 +34,7 @@ jax.config.update("jax_enable_x64", True)
 
 import rmtkit  # noqa: E402
 from rmtkit.collection import from_layers  # noqa: E402
-from rmtkit.report.build import SIZE_BUDGET_BASE, SIZE_BUDGET_PER_LAYER  # noqa: E402
+from rmtkit.report.build import size_budget  # noqa: E402
 
 TARGET_MS = 2000.0
 SHAPES = ((256, 128), (384, 192), (512, 256))
@@ -55,10 +55,10 @@ def write(name, model, folder: Path, **kw):
     t0 = time.perf_counter()
     details = rmtkit.analyze(model, randomize=True, mp_fit=True, progress=False)
     t_analyze = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     path = rmtkit.report(details, folder / f"{name}.html", weights=model, progress=False, **kw)
-    t_report = time.perf_counter() - t0
-    return path, t_analyze, t_report
+    t_report, c_report = time.perf_counter() - t0, time.process_time() - c0
+    return path, t_analyze, t_report, c_report
 
 
 def browser():
@@ -126,15 +126,15 @@ def main(argv=None) -> int:
         f"{'open ms':>7}"
     )
     slow = False
-    for name, (path, t_an, t_rep) in pages.items():
+    for name, (path, t_an, t_rep, c_rep) in pages.items():
         text = path.read_text(encoding="utf-8")
         layers = text.count("<template>")
         size = path.stat().st_size
-        budget = SIZE_BUDGET_BASE + SIZE_BUDGET_PER_LAYER * layers
+        budget = size_budget(text.count('<tr class="row"'), layers)
         load, opened = timing[name]
         slow |= load >= TARGET_MS
         per_layer = f"{size / layers / 1e3:8.1f}" if layers else f"{'-':>8}"
-        s_layer = f"{t_rep / layers:7.2f}" if layers else f"{'-':>7}"
+        s_layer = f"{c_rep / layers:11.2f}" if layers else f"{'-':>11}"
         print(
             f"{name:<28} {size / 1e3:7.0f} {layers:6d} {per_layer} {budget / 1e3:9.0f} "
             f"{t_an:9.1f} {t_rep:8.1f} {s_layer} {load:8.0f} {load / base_ms:6.2f} "

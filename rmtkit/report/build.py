@@ -14,13 +14,27 @@ from rmtkit.errors import InvalidArgumentError
 from rmtkit.report import figures, page
 from rmtkit.report.inputs import SPECTRA_OPTIONS, ModelInput, gather
 
-__all__ = ["SIZE_BUDGET_BASE", "SIZE_BUDGET_PER_LAYER", "report"]
+__all__ = [
+    "SIZE_BUDGET_BASE",
+    "SIZE_BUDGET_PER_LAYER",
+    "SIZE_BUDGET_PER_ROW",
+    "report",
+    "size_budget",
+]
 
-#: size budget of a report (bytes): a fixed part (style sheet, script, summary, model figures)
+#: size budget of a report (bytes): a fixed part (style sheet, script, summary, model figures),
 SIZE_BUDGET_BASE = 100_000
-#: plus this much per layer drawn with all four panels (ESD, D(xmin), randomized, MP): 2.1 MB
-#: for 50 layers
-SIZE_BUDGET_PER_LAYER = 40_000
+#: plus this much per row of a layer table (the row and all its values),
+SIZE_BUDGET_PER_ROW = 4_000
+#: plus this much per layer drawn with all four panels (ESD, D(xmin), randomized, MP); 50
+#: layers, all drawn: 100 kB + 50 x 40 kB = 2.1 MB
+SIZE_BUDGET_PER_LAYER = 36_000
+
+
+def size_budget(rows: int, drawn: int) -> int:
+    """The size (bytes) a report of ``rows`` table rows, ``drawn`` of them with their four
+    panels, stays under (checked by the tests, measured by ``benchmarks/report.py``)."""
+    return SIZE_BUDGET_BASE + SIZE_BUDGET_PER_ROW * rows + SIZE_BUDGET_PER_LAYER * drawn
 
 
 def report(
@@ -59,10 +73,10 @@ def report(
     failed (no finite alpha), columns that are NaN on every layer.
 
     Size: the figures are compacted SVG (:mod:`rmtkit.report.svg`), about 15 kB per layer
-    with two panels and 30 kB with four (``randomize`` and ``mp_fit``); the budget, checked by
-    the tests, is :data:`SIZE_BUDGET_BASE` (100 kB) + :data:`SIZE_BUDGET_PER_LAYER` (40 kB)
-    per drawn layer: 2.1 MB for 50 layers with every panel. Layer figures are parsed but not
-    drawn until their row is opened, so the page renders at once.
+    with two panels and 30 kB with four (``randomize`` and ``mp_fit``). The budget, checked by
+    the tests (:func:`size_budget`), is 100 kB + 4 kB per table row + 36 kB per layer drawn
+    with four panels: 2.1 MB for 50 layers. Layer figures are parsed but not drawn until their
+    row is opened, so the page renders at once.
 
     Parameters
     ----------

@@ -9,8 +9,8 @@ compaction draws the same pixels as matplotlib's own file. A full-page screensho
 report is written to ``$RMTKIT_ARTIFACTS`` (default: pytest's temporary folder; the path is
 printed), with the browser's load times (``report_render_times.json``).
 
-Size budget (asserted): ``SIZE_BUDGET_BASE`` + ``SIZE_BUDGET_PER_LAYER`` per layer drawn
-with its four panels (``rmtkit.report.build``): 2.1 MB for 50 layers. Render time: recorded
+Size budget (asserted): ``rmtkit.report.build.size_budget``, 100 kB + 4 kB per table row +
+36 kB per layer drawn with its four panels: 2.1 MB for 50 layers. Render time: recorded
 here, not asserted (no timed tests); ``benchmarks/report.py`` measures it against the 2 s
 target. What keeps it fast is asserted: a page draws only its model-level figures at load,
 the layer figures wait in ``<template>`` elements until their row is opened.
@@ -47,7 +47,7 @@ from selenium.webdriver.support.ui import Select  # noqa: E402
 import rmtkit  # noqa: E402
 from rmtkit.collection import from_layers  # noqa: E402
 from rmtkit.report import svg  # noqa: E402
-from rmtkit.report.build import SIZE_BUDGET_BASE, SIZE_BUDGET_PER_LAYER  # noqa: E402
+from rmtkit.report.build import size_budget  # noqa: E402
 
 #: the Chromium flags that work on a headless CI machine with no network
 FLAGS = (
@@ -169,12 +169,19 @@ def layer_count(path: Path) -> int:
 @pytest.mark.slow
 def test_reports_are_within_the_size_budget(pages):
     for name in ("embedded", "series"):
-        size, layers = pages[name].stat().st_size, layer_count(pages[name])
-        budget = SIZE_BUDGET_BASE + SIZE_BUDGET_PER_LAYER * layers
-        print(f"{name}: {size / 1e3:.0f} kB for {layers} drawn layers (budget {budget / 1e3:.0f})")
-        assert layers == {"embedded": 3, "series": 6}[name]
+        text = pages[name].read_text(encoding="utf-8")
+        size, rows, drawn = (
+            len(text.encode()),
+            text.count('<tr class="row"'),
+            layer_count(pages[name]),
+        )
+        budget = size_budget(rows, drawn)
+        print(
+            f"{name}: {size / 1e3:.0f} kB, {rows} rows, {drawn} drawn (budget {budget / 1e3:.0f})"
+        )
+        assert (rows, drawn) == {"embedded": (5, 3), "series": (9, 6)}[name]
         assert size <= budget, (name, size, budget)
-    assert SIZE_BUDGET_BASE + 50 * SIZE_BUDGET_PER_LAYER <= 2_100_000
+    assert size_budget(50, 50) <= 2_100_000
 
 
 @pytest.mark.slow
