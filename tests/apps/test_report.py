@@ -457,6 +457,7 @@ def test_progress_bar_on_stderr(tmp_path, capsys):
     assert "report [" in err and "report: 1 figure sets in" in err
 
 
+@pytest.mark.slow
 def test_rmtkit_report_is_callable_after_importing_the_package(tmp_path):
     """``rmtkit.report`` names the function or the package depending on import order; both
     are callable."""
