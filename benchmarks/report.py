@@ -8,6 +8,9 @@ Pages (every optional panel: ``randomize=True, mp_fit=True``):
 - the embedded model (5 rows, 3 layers drawn);
 - a synthetic model of ``--layers`` dense layers (heavy-tailed 256x128, 384x192, 512x256 in
   turn: 128 to 256 eigenvalues, every layer fitted and drawn);
+- a series: three checkpoints (epochs 1, 4, 12) of a 64-128-128-10 MLP trained on
+  scikit-learn's digits, the run of ``tests/apps/test_report_browser.py`` (needs torch and
+  scikit-learn; skipped without them);
 - baseline: the same 50-layer analysis written with ``layer_figures=False`` (the same table,
   summary and model figures; no layer figure).
 
@@ -49,6 +52,45 @@ def synthetic(n_layers: int):
         w[:, : 2 + i % 4] *= 5.0
         layers[f"block{i // 2}/fc{i % 2}"] = w
     return from_layers(layers)
+
+
+def series() -> dict | None:
+    """Checkpoints of one training run (as ``train_series`` of the browser tests)."""
+    try:
+        import copy
+
+        import torch
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    digits = load_digits()
+    x = torch.from_numpy((digits.data / 16.0).astype(np.float32))
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
+    model.append(nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    order = torch.Generator().manual_seed(0)
+    out = {}
+    for epoch in range(1, 13):
+        for idx in torch.randperm(len(x), generator=order).split(32):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+        if epoch in (1, 4, 12):
+            out[f"epoch {epoch}"] = copy.deepcopy(model)
+    return out
+
+
+def write_series(models: dict, folder: Path):
+    t0 = time.perf_counter()
+    details = rmtkit.analyze_many(models, randomize=True, mp_fit=True, progress=False)
+    t_analyze = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    path = rmtkit.report(details, folder / "series.html", weights=models, progress=False)
+    t_report, c_report = time.perf_counter() - t0, time.process_time() - c0
+    return path, t_analyze, t_report, c_report
 
 
 def write(name, model, folder: Path, **kw):
@@ -109,11 +151,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="rmtkit-report-bench-"))
     tree = synthetic(args.layers)
-    pages = {
-        "embedded": write("embedded", rmtkit.data_path(), folder),
-        f"{args.layers} layers": write("many", tree, folder),
-        "baseline (no layer figures)": write("baseline", tree, folder, layer_figures=False),
-    }
+    pages = {"embedded": write("embedded", rmtkit.data_path(), folder)}
+    checkpoints = series()
+    if checkpoints is not None:
+        pages["series of 3 checkpoints"] = write_series(checkpoints, folder)
+    pages[f"{args.layers} layers"] = write("many", tree, folder)
+    pages["baseline (no layer figures)"] = write("baseline", tree, folder, layer_figures=False)
     drv = browser()
     try:
         timing = {name: render_times(drv, p[0], args.loads) for name, p in pages.items()}
@@ -122,7 +165,7 @@ def main(argv=None) -> int:
     base_ms = timing["baseline (no layer figures)"][0]
     print(
         f"{'page':<28} {'kB':>7} {'layers':>6} {'kB/layer':>8} {'budget kB':>9} "
-        f"{'analyze s':>9} {'report s':>8} {'s/layer':>7} {'load ms':>8} {'x base':>6} "
+        f"{'analyze s':>9} {'report s':>8} {'cpu s/layer':>11} {'load ms':>8} {'x base':>6} "
         f"{'open ms':>7}"
     )
     slow = False
