@@ -64,8 +64,10 @@ FLAGS = (
 
 
 def _executable(env: str, *candidates: str) -> str | None:
-    for name in (os.environ.get(env), *candidates):
-        found = shutil.which(name) if name else None
+    """``$env`` when it is set (and only it), else the first of ``candidates`` found."""
+    names = (os.environ[env],) if os.environ.get(env) else candidates
+    for name in names:
+        found = shutil.which(name)
         if found:
             return found
     return None
