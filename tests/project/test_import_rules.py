@@ -50,6 +50,10 @@ RULES: dict[str, tuple[frozenset, frozenset]] = {
         frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core"}),
         frozenset({"numpy", "jax", "xarray", "matplotlib"}),
     ),
+    "rmtkit/report": (
+        frozenset({"rmtkit", "rmtkit.errors", "rmtkit.core", "rmtkit.plot"}),
+        frozenset({"numpy", "jax", "xarray", "matplotlib"}),
+    ),
     "rmtkit/testing": (frozenset(), frozenset({"numpy", "scipy", "hypothesis"})),
 }
 #: the applications: the public API only (top-level names, public namespaces and modules)
