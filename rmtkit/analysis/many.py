@@ -20,6 +20,7 @@ from rmtkit.analysis.checks import read_weights, sizes
 from rmtkit.analysis.dataset import rows_dataset
 from rmtkit.analysis.inputs import describe_input
 from rmtkit.analysis.select import parse_layers, select
+from rmtkit.collection.finetune import SKIP_ATTR
 from rmtkit.collection.load import load
 from rmtkit.collection.tree import iter_layers
 from rmtkit.core import validate
@@ -177,12 +178,19 @@ def model_distances(
                     rf=rf,
                     slice_id=0,
                     n_expected=rf * n_cols,
+                    source=str(w.attrs.get("source", "")),
+                    quant=str(w.attrs.get("quant", "")),
                 )
             )
             wb = other.get(path)
             wa_np = wb_np = None
+            skipped = [
+                str(x.attrs[SKIP_ATTR]) for x in (w, wb) if x is not None and SKIP_ATTR in x.attrs
+            ]
             if wb is None or wb.shape != w.shape:
                 reason = RowWarning.NO_MATCH
+            elif skipped:  # a layer whose weights cannot be read (unsupported quantization)
+                reason = skipped[0]
             else:  # a layer either model cannot read is its row's warning, as in analyze
                 wa_np, reason = read_weights(w)
                 if not reason:
