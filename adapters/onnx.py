@@ -796,7 +796,8 @@ class _Graph:
                 return None
             return "DequantizeLinear (scheme)" if self._feeds_weight(node.output[0]) else None
         if _QUANT_OP_WORDS.search(op):
-            return op if math.prod(const.shape) >= 64 else None
+            matrix = sum(d > 1 for d in const.shape) >= 2
+            return op if matrix or (op in _PACKED_1D_OPS and pos == 1) else None
         return None
 
     def _feeds_weight(self, name: str) -> bool:
@@ -862,6 +863,8 @@ _INT_OPS = {
     "DynamicQuantizeMatMul": (1, 2, 3),
     "MatMulIntegerToFloat": (1, 3, 5),
 }
+#: quantized matmuls whose weight (input 1) is stored flat, packed in one dimension
+_PACKED_1D_OPS = ("MatMulBnb4", "MatMulFpQ4")
 #: operator names that consume quantized tensors (an integer weight there is never a float one)
 _QUANT_OP_WORDS = re.compile(r"Quant|Integer|NBits|Bnb|QLinear|^Q[A-Z]|FpQ|QMoE|QOrdered")
 
