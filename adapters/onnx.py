@@ -559,7 +559,7 @@ class _Graph:
         if found is None:
             return None
         const, steps, shape = found
-        final = steps[-1].to if steps and steps[-1].to is not None else const.dtype
+        final = _final_dtype(const, steps)
         if 0 in shape or _value_kind(final) == "other":
             return None
         perm: tuple[int, ...] | None = None
@@ -869,6 +869,14 @@ _PACKED_1D_OPS = ("MatMulBnb4", "MatMulFpQ4")
 _QUANT_OP_WORDS = re.compile(r"Quant|Integer|NBits|Bnb|QLinear|^Q[A-Z]|FpQ|QMoE|QOrdered")
 
 
+def _final_dtype(const: _Const, steps: list[_Step]) -> np.dtype:
+    """The dtype a chain ends in: the last cast / (de)quantization's, else the constant's."""
+    for step in reversed(steps):
+        if step.to is not None:
+            return np.dtype(step.to)
+    return const.dtype
+
+
 def _value_kind(dtype: np.dtype) -> str:
     """``"float"`` (float16/32/64, bfloat16, float8, float4), ``"int"`` (integers, int4 /
     uint4 included) or ``"other"`` (bool, strings, complex)."""
@@ -1033,7 +1041,7 @@ def from_onnx(
                 raise UnsupportedModelError(f"{where}: tensor {const.name!r}: {skip}")
             return _read_layer(const, steps, where)
 
-        final_dtype = steps[-1].to if steps and steps[-1].to is not None else const.dtype
+        final_dtype = _final_dtype(const, steps)
         if e.skip or _value_kind(final_dtype) != "float":
             final_dtype = np.dtype(np.float32)
         lazy = LazyArray(load, e.shape, final_dtype)
