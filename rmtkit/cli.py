@@ -502,10 +502,57 @@ def _cmd_compare(args) -> int:
         }
     with pd.option_context("display.width", 200, "display.float_format", lambda x: f"{x:.4g}"):
         print(pd.DataFrame(rows).T.to_string())
+    for name, m in zip(names[1:], args.models[1:], strict=True):
+        _print_damage(name, names[0], m, args.models[0], kwargs)
     if args.out is not None:
         _save_details(concat(results, dim="model"), args.out, allow_parquet=False)
         print(f"\nwrote {args.out}")
     return 0
+
+
+#: columns of the quantization-damage table of ``compare``
+_DAMAGE_COLUMNS = [
+    "name",
+    "quant",
+    "alpha_ref",
+    "delta_alpha",
+    "delta_alpha_weighted",
+    "delta_log_spectral_norm",
+    "delta_stable_rank",
+    "rel_error",
+    "error_sigma_mp",
+    "error_num_spikes",
+    "error_warning",
+]
+
+
+def _print_damage(name, ref_name, model, reference, kwargs) -> None:
+    """The per-layer quantization damage of ``model`` against ``reference`` (the first model),
+    when ``model`` has quantized layers (``rmtkit.quantization_damage``)."""
+    import numpy as np
+    import pandas as pd
+
+    from rmtkit import describe, quantization_damage
+
+    rows = describe(model, layers=kwargs["layers"])
+    if not np.any(rows["quant"].values != ""):
+        return
+    d = quantization_damage(
+        model,
+        reference,
+        layers=kwargs["layers"],
+        min_evals=kwargs["min_evals"],
+        fit=kwargs["fit"],
+        progress=kwargs["progress"],
+    )
+    df = d.to_dataframe().reset_index(drop=True)
+    print(
+        f"\nQuantization damage of {name} (W_q) against {ref_name} (W), per layer: metric shifts "
+        "(delta = W_q - W), ||W_q - W||_F / ||W||_F and the MP fit of W_q - W's spectrum "
+        "(spikes: a structured error):"
+    )
+    with pd.option_context("display.width", 250, "display.float_format", lambda x: f"{x:.4g}"):
+        print(df[[c for c in _DAMAGE_COLUMNS if c in df.columns]].to_string(index=False))
 
 
 def _write_transformed(args, collection) -> int:
