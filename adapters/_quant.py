@@ -250,9 +250,10 @@ def gptq_weight(
     int32 ``(in * bits / 32, out)``, codes packed along *in*, code ``i`` of a word at bits
     ``i*bits``; ``qzeros`` int32 ``(groups, out * bits / 32)`` packed along *out*; ``scales``
     ``(groups, out)``; ``g_idx`` ``(in,)`` the group of each input row (default ``i //
-    (in / groups)``). :math:`W^\top_{ij} = (q_{ij} - (z_{g(i),j} + c))\,s_{g(i),j}` with
-    :math:`c` = ``zero_offset``: 1 for the original ``checkpoint_format="gptq"`` (zero points
-    stored minus one), 0 for ``"gptq_v2"`` (docs/math.md §10).
+    (in / groups)``). :math:`W^\top_{ij} = (q_{ij} - z_{g(i),j})\,s_{g(i),j}` with
+    :math:`z = (z_{\rm stored} + c) \bmod 2^{bits}`, :math:`c` = ``zero_offset``: 1 for the
+    original ``checkpoint_format="gptq"`` (zero points stored minus one), 0 for ``"gptq_v2"``
+    (docs/math.md §10).
     """
     if bits not in (2, 4, 8):
         raise CorruptModelError(f"{what}: GPTQ bits={bits}; rmtkit reads 2, 4 and 8")
@@ -269,9 +270,11 @@ def gptq_weight(
     if qzeros is None:
         zeros = np.full((groups, out), float(1 << (bits - 1)), np.float32)
     else:
-        zeros = unpack_int32(qzeros, bits, 1)[:, :out].astype(np.float32)
+        zeros = unpack_int32(qzeros, bits, 1)[:, :out]
         _need(zeros.shape, (groups, out), "unpacked qzeros", what)
-        zeros = zeros + zero_offset
+        # the reference adds the offset to the unpacked code, then masks (a stored 2**bits - 1
+        # is zero point 0 in the v1 format)
+        zeros = ((zeros + zero_offset) & ((1 << bits) - 1)).astype(np.float32)
     if g_idx is None:
         if n_in % groups:
             raise CorruptModelError(f"{what}: {n_in} input rows do not split into {groups} groups")

@@ -27,8 +27,8 @@ def _w(*shape):
 
 
 #: the types gguf quantizes, and the worst error against the block's largest |w|: half a
-#: quantization step (absmax/127 ... for the symmetric types, range/31 for Q5_1, range <= 2
-#: absmax; Q4_0 below) plus the fp16 rounding of the block scale (2**-9 of it), or the float rounding
+#: quantization step (absmax/127 for Q8_0, range/31 for Q5_1 with range <= 2 absmax; Q4_0
+#: below) plus the fp16 rounding of the block scale (2**-9 of it); F16 / BF16: their rounding
 ROUND_TRIP = {
     T.F16: 2**-11,
     T.BF16: 2**-8,
