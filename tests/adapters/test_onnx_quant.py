@@ -399,3 +399,112 @@ def test_float16_and_bfloat16_initializers_are_layers():
         assert not rest and layer.attrs["quant"] == "" and layer.shape == (96, 64)
         want = numpy_helper.to_array(t).astype(np.float32).T
         np.testing.assert_array_equal(layer.values, want)
+
+
+# --------------------------------------------------------------------------- bad input
+def _qdq_fc1(model_path, edit):
+    """The static QDQ model with one edit of fc1's weight DequantizeLinear parameters."""
+    m = onnx.load(model_path)
+    inits = {i.name: i for i in m.graph.initializer}
+    dq = next(n for n in m.graph.node if n.input and n.input[0] == "fc1.weight_quantized")
+    edit(m, dq, inits)
+    return m
+
+
+def _set(inits, name, array):
+    inits[name].CopyFrom(numpy_helper.from_array(array, name))
+
+
+BAD_PARAMS = {
+    "scale of the wrong length": lambda m, dq, i: (
+        _set(i, dq.input[1], np.full(127, 0.01, np.float32)),
+        _set(i, dq.input[2], np.zeros(127, np.int8)),
+    ),
+    "block size not dividing the dimension": lambda m, dq, i: (
+        dq.attribute.append(helper.make_attribute("block_size", 100)),
+        _set(i, dq.input[1], np.full((128, 10), 0.01, np.float32)),
+        _set(i, dq.input[2], np.zeros((128, 10), np.int8)),
+    ),
+    "zero scale": lambda m, dq, i: _set(
+        i, dq.input[1], np.where(np.arange(128) == 7, 0.0, 0.01).astype(np.float32)
+    ),
+}
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("case", sorted(BAD_PARAMS))
+def test_inconsistent_scale_is_a_typed_error_of_its_layer_only(models, case):
+    """The model loads; reading fc1 raises CorruptModelError naming its weight tensor; analyze
+    gives fc1 a read-failed row and analyses the other layers as usual."""
+    from rmtkit.errors import CorruptModelError, RowWarning
+
+    model = _qdq_fc1(models["qdq_int8_pc"], BAD_PARAMS[case])
+    tree = rmtkit.load(model)
+    with pytest.raises(CorruptModelError, match="fc1.weight_quantized"):
+        np.asarray(tree["fc1"]["W"].values)
+    d = rmtkit.analyze(model, progress=False)
+    ref = rmtkit.analyze(models["qdq_int8_pc"], progress=False)
+    warnings = list(d["warning"].values)
+    assert RowWarning.of(warnings[2]) == RowWarning.READ_FAILED and "fc1" in warnings[2]
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(d["log_norm"].values[others], ref["log_norm"].values[others])
+    assert np.isnan(d["log_norm"].values[2])
+
+
+@pytest.mark.bad_input
+def test_integer_weights_of_an_unknown_scheme_are_flagged_never_read():
+    """A quantized matmul rmtkit does not read (onnxruntime's MatMulBnb4: NF4 codes) and int8
+    codes fed straight to a Gather: rows ``unsupported-quantization: <op>``, NaN metrics;
+    the float layer beside them is analysed."""
+    from rmtkit.errors import RowWarning, UnsupportedModelError
+
+    rng = np.random.default_rng(0)
+    n, k = 96, 128
+    inits = [
+        numpy_helper.from_array(rng.integers(0, 255, n * k // 2).astype(np.uint8), "q.weight"),
+        numpy_helper.from_array(np.ones(n * k // 64, np.float32), "q.absmax"),
+        numpy_helper.from_array(rng.integers(-100, 100, (300, 64)).astype(np.int8), "emb.w"),
+        numpy_helper.from_array(rng.standard_normal((k, 80)).astype(np.float32), "fc.weight"),
+    ]
+    nodes = [
+        helper.make_node(
+            "MatMulBnb4",
+            ["x", "q.weight", "q.absmax"],
+            ["h"],
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            block_size=64,
+            quant_type=1,
+            name="/q/MatMulBnb4",
+        ),  # fmt: skip
+        helper.make_node("Gather", ["emb.w", "ids"], ["e"], name="/emb/Gather"),
+        helper.make_node("MatMul", ["x", "fc.weight"], ["y"], name="/fc/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    d = rmtkit.analyze(model, progress=False)
+    rows = dict(zip(d["source"].values, d["warning"].values, strict=True))
+    u = RowWarning.UNSUPPORTED_QUANTIZATION
+    assert rows["q.weight"] == u.because("MatMulBnb4")
+    assert rows["emb.w"] == u.because("Gather on int8 codes")
+    assert RowWarning.of(rows["fc.weight"]) != u
+    q = d.isel(layer=list(d["source"].values).index("q.weight"))
+    assert (int(q["N"]), int(q["M"])) == (k, n) and np.isnan(q["log_norm"].item())
+    assert np.isfinite(d["log_norm"].values[list(d["source"].values).index("fc.weight")])
+    tree = rmtkit.load(model)
+    with pytest.raises(UnsupportedModelError, match="unsupported-quantization"):
+        np.asarray(tree["q"]["W"].values)
+    dist = rmtkit.model_distances(model, model)
+    assert list(dist["warning"].values).count(u.because("MatMulBnb4")) == 1
