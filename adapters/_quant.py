@@ -93,9 +93,11 @@ def unpack_bits(packed: np.ndarray, bits: int, count: int, what: str) -> np.ndar
         )
     if bits == 8:
         return packed[..., :count]
-    shifts = np.arange(0, 8, bits, dtype=np.uint8)
-    codes = (packed[..., None] >> shifts) & np.uint8((1 << bits) - 1)
-    return codes.reshape(*packed.shape[:-1], -1)[..., :count]
+    codes = np.empty((*packed.shape[:-1], packed.shape[-1] * per_byte), np.uint8)
+    mask = np.uint8((1 << bits) - 1)
+    for i in range(per_byte):  # code i of each byte: bits [i*bits, (i+1)*bits)
+        codes[..., i::per_byte] = (packed >> np.uint8(i * bits)) & mask
+    return codes[..., :count]
 
 
 def unpack_int32(packed: np.ndarray, bits: int, axis: int) -> np.ndarray:
@@ -151,7 +153,6 @@ def matmul_nbits_weight(
             f"{what}: {scales.size} scales for N={n} x {k_blocks} blocks of {block_size}"
         )
     scales = scales.reshape(n, k_blocks)
-    codes = unpack_bits(np.reshape(b, (n, k_blocks * blob)), bits, k, what).astype(np.float32)
     if zero_points is None:
         zp = np.full((n, k_blocks), float(1 << (bits - 1)), np.float32)
     elif np.asarray(zero_points).dtype == np.uint8:
@@ -167,12 +168,16 @@ def matmul_nbits_weight(
         if zp.size != n * k_blocks:
             raise CorruptModelError(f"{what}: {zp.size} zero points, expected {n * k_blocks}")
         zp = zp.reshape(n, k_blocks)
-    if g_idx is None or np.size(g_idx) == 0:
-        group = np.arange(k) // block_size
-    else:
-        group = np.asarray(g_idx, np.int64).reshape(-1)
-        if group.size != k:
-            raise CorruptModelError(f"{what}: g_idx has {group.size} entries, K={k}")
+    if g_idx is None or np.size(g_idx) == 0:  # block j holds k = jB ... jB + B - 1
+        codes = unpack_bits(np.reshape(b, (n, k_blocks, blob)), bits, block_size, what)
+        w = codes.astype(np.float32)
+        w -= zp[:, :, None]  # in place: no (N, K) temporaries
+        w *= scales[:, :, None]
+        return w.reshape(n, k_blocks * block_size)[:, :k]
+    group = np.asarray(g_idx, np.int64).reshape(-1)
+    if group.size != k:
+        raise CorruptModelError(f"{what}: g_idx has {group.size} entries, K={k}")
+    codes = unpack_bits(np.reshape(b, (n, k_blocks * blob)), bits, k, what).astype(np.float32)
     s = expand_groups(scales, group, 1, what)
     z = expand_groups(zp, group, 1, what)
     return (codes - z) * s
