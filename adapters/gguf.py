@@ -71,12 +71,30 @@ def _is_float_type(qtype) -> bool:
     return _type_name(qtype) in _FLOAT_TYPES
 
 
+#: rows of a tensor handed to ``gguf.quants.dequantize`` as one of its rows (see below)
+_MERGE_ROWS = 16
+
+
+def _merged_rows(data: np.ndarray) -> np.ndarray:
+    """``data`` (rows of whole GGML blocks) with up to :data:`_MERGE_ROWS` consecutive rows
+    joined into one. ``gguf.quants.dequantize`` works through a tensor 16 rows at a time (a
+    speed heuristic); every row is a whole number of blocks, so joining rows changes neither
+    the blocks nor their values (bit-identical, tested) and cuts the per-call overhead 2-3x."""
+    rows = data.reshape(-1, data.shape[-1])
+    g = max(d for d in range(1, _MERGE_ROWS + 1) if rows.shape[0] % d == 0)
+    return rows.reshape(rows.shape[0] // g, rows.shape[1] * g)
+
+
 def _dequantize(data: np.ndarray, qtype, name: str, where: str) -> np.ndarray:
-    """One tensor (or one expert of a stack) as float32, by ``gguf.quants.dequantize``."""
+    """One tensor (or one expert of a stack) as float32, by ``gguf.quants.dequantize``
+    (flattened: the caller reshapes it)."""
     try:
         if _type_name(qtype) == "F64":
             return np.asarray(data, np.float64)
-        return np.asarray(gguf.quants.dequantize(np.asarray(data), qtype), np.float32)
+        data = np.asarray(data)
+        if data.ndim >= 2 and data.size:
+            data = _merged_rows(data)
+        return np.asarray(gguf.quants.dequantize(data, qtype), np.float32)
     except (ValueError, TypeError, IndexError, OSError) as err:
         raise CorruptModelError(
             f"{where}: tensor {name!r} ({_type_name(qtype)}) cannot be dequantized: {err}"

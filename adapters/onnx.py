@@ -13,12 +13,28 @@ where the weight input is an initializer or a ``Constant`` node output, possibly
 ``Transpose``, ``Cast``, ``Reshape``, ``Identity``, ``QuantizeLinear`` and ``DequantizeLinear``
 nodes (quantized weights are dequantized, per-tensor, per-axis or blocked; a float weight
 quantized in the graph, as QDQ models do, is read as the dequantized value the graph computes).
+
+Quantized operators (docs/math.md §10) are read as the float weight the runtime computes with:
+``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm``, ``DynamicQuantizeMatMul``,
+``MatMulIntegerToFloat`` (weight, scale and zero-point inputs), ``MatMulInteger`` /
+``ConvInteger`` (the weight scale taken from the ``Mul`` that rescales their output, as
+``quantize_dynamic`` builds it), ``com.microsoft.MatMulNBits`` (N-bit blocks, zero points,
+``g_idx``), ``com.microsoft.GatherBlockQuantized`` and a ``Gather`` of integer codes dequantized
+after the gather (embeddings). Integer codes that reach an analyzable op without such a
+dequantization, or feed another quantized operator, are rows flagged
+``unsupported-quantization: <op>`` (node attribute ``rmtkit_warning``; reading them raises),
+never weights. A scale or zero point that does not fit its tensor, or a zero scale, raises
+CorruptModelError naming the weight when that layer is read (the other layers still load).
+Every node records ``quant`` (``""``, ``"int8 per-channel"``, ``"int4 block 32"`` ...).
+
 Initializers feeding no such op (biases, norms, shapes) are not layers; a tensor used by several
 ops (tied weights) is one layer, at its first use. ``layer_id`` follows the node order, which
 ONNX requires to be topological.
 
 Node paths come from the tensor name when it is a module path (``encoder.fc1.weight`` ->
-``encoder/fc1``), else from the node name (``/encoder/fc1/MatMul`` -> ``encoder/fc1``).
+``encoder/fc1``; the suffixes onnxruntime's quantizers add, ``_quantized``, ``_Transposed``,
+``_Q4`` ..., are dropped, so a quantized model's layers have its float model's paths), else from
+the node name (``/encoder/fc1/MatMul`` -> ``encoder/fc1``).
 
 Tensors stay where they are until read: external data is memory-mapped at read time (files are
 checked for existence and size when loading), in-memory tensors are converted per read.
