@@ -727,6 +727,10 @@ class _Graph:
             return self._unsupported(node, b, "MatMulNBits (prepacked layout)")
         if scales is None or not (ok_s and ok_z and ok_g) or n_out < 1 or k_in < 1:
             return self._unsupported(node, b, "MatMulNBits (parameters not constant)")
+        if g_idx is not None and zps is not None and zps.dtype == np.uint8:
+            # onnxruntime's CPU kernel ignores packed zero points when g_idx is given (measured
+            # with 1.32: it uses 2**(bits-1)); the spec says otherwise: no number is safe
+            return self._unsupported(node, b, "MatMulNBits (g_idx with packed zero points)")
         what = f"{self.where}: MatMulNBits {node.name!r} weight {b.name!r}"
 
         def dequantize(codes, s=scales, z=zps, g=g_idx):

@@ -508,3 +508,112 @@ def test_integer_weights_of_an_unknown_scheme_are_flagged_never_read():
         np.asarray(tree["q"]["W"].values)
     dist = rmtkit.model_distances(model, model)
     assert list(dist["warning"].values).count(u.because("MatMulBnb4")) == 1
+
+
+# --------------------------------------------------------------------------- hand-built schemes
+def _single_op_model(node, inits, opset=21):
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)],
+    )
+
+
+def _only_layer(model):
+    ((_, w),) = list(iter_layers(rmtkit.load(model)))
+    return w
+
+
+@pytest.mark.parametrize("zero_points", ["none", "float", "packed"])
+@pytest.mark.parametrize("g_idx", [False, True])
+def test_matmul_nbits_zero_points_and_g_idx_against_onnxruntime(zero_points, g_idx):
+    """MatMulNBits with and without zero points (packed uint8 or float) and act-order g_idx,
+    against onnxruntime; packed zero points with g_idx (which onnxruntime's CPU kernel
+    ignores) are flagged instead of read."""
+    rng = np.random.default_rng(1)
+    k, n, bs = 80, 24, 16  # K not a multiple of the block: the last block is padded
+    kb = -(-k // bs)
+    inits = [
+        numpy_helper.from_array(rng.integers(0, 255, (n, kb, bs // 2), dtype=np.uint8), "B"),
+        numpy_helper.from_array((rng.random((n, kb)) + 0.5).astype(np.float32), "S"),
+    ]
+    names = ["x", "B", "S", "", ""]
+    if zero_points == "packed":
+        zp = rng.integers(0, 255, (n, (kb + 1) // 2), dtype=np.uint8)
+    else:
+        zp = (rng.random((n, kb)) * 15).astype(np.float32)
+    if zero_points != "none":
+        inits.append(numpy_helper.from_array(zp, "Z"))
+        names[3] = "Z"
+    if g_idx:
+        inits.append(
+            numpy_helper.from_array(rng.permutation(np.arange(k) // bs).astype(np.int32), "G")
+        )
+        names[4] = "G"
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node(
+        "MatMulNBits", names, ["y"], domain="com.microsoft", K=k, N=n, bits=4, block_size=bs
+    )
+    model = _single_op_model(node, inits)
+    w = _only_layer(model)
+    if g_idx and zero_points == "packed":
+        assert w.attrs["rmtkit_warning"].endswith("(g_idx with packed zero points)")
+        return
+    theirs = _session(model).run(None, {"x": np.eye(k, dtype=np.float32)})[0].T
+    np.testing.assert_allclose(w.values, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "dtype, opset",
+    [(np.int16, 21), (np.uint16, 21), ("float8_e4m3fn", 21), ("int4", 21), ("uint4", 21)],
+)
+def test_dequantize_linear_types_against_onnxruntime(dtype, opset):
+    """DequantizeLinear of int16 / uint16 / float8 / int4 / uint4 weights, per axis (float8: per
+    tensor, no zero point) and blocked (int4 / uint4), feeding a MatMul."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(2)
+    k, n = 64, 48
+    dt = np.dtype(getattr(ml_dtypes, dtype)) if isinstance(dtype, str) else np.dtype(dtype)
+    attrs = {"axis": 1}
+    if dtype == "float8_e4m3fn":
+        q = rng.standard_normal((k, n)).astype(dt)
+        scale, zp = np.array(0.05, np.float32), None
+        attrs = {}
+    elif dtype in ("int4", "uint4"):
+        lo, hi = (-8, 7) if dtype == "int4" else (0, 15)
+        q = rng.integers(lo, hi + 1, (k, n)).astype(dt)
+        scale = (rng.random((k // 16, n)) + 0.5).astype(np.float32)
+        zp = rng.integers(lo, hi + 1, (k // 16, n)).astype(dt)
+        attrs = {"axis": 0, "block_size": 16}
+    else:
+        info = np.iinfo(dt)
+        q = rng.integers(info.min, info.max, (k, n)).astype(dt)
+        scale = (rng.random(n) * 1e-3 + 1e-4).astype(np.float32)
+        zp = rng.integers(info.min // 2, info.max // 2, n).astype(dt)
+    inits = [numpy_helper.from_array(q, "W_q"), numpy_helper.from_array(scale, "sc")]
+    ins = ["W_q", "sc"]
+    if zp is not None:
+        inits.append(numpy_helper.from_array(zp, "zp"))
+        ins.append("zp")
+    dq = helper.make_node("DequantizeLinear", ins, ["W"], **attrs)
+    mm = helper.make_node("MatMul", ["x", "W"], ["y"])
+    graph = helper.make_graph(
+        [dq, mm],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    w = _only_layer(model)
+    theirs = _session(model).run(None, {"x": np.eye(k, dtype=np.float32)})[0].T
+    np.testing.assert_allclose(w.values, theirs, rtol=1e-6)
+    assert w.attrs["quant"].startswith(dt.name)
