@@ -30,6 +30,7 @@ _TABLE_COLUMNS = [
     "layer_id",
     "name",
     "kind",
+    "quant",
     "slice_id",
     "N",
     "M",
@@ -248,6 +249,8 @@ def _table(details) -> str:
 
     df = details.to_dataframe().reset_index(drop=True)
     cols = [c for c in _TABLE_COLUMNS if c in df.columns]
+    if "quant" in df.columns and not (df["quant"] != "").any():
+        cols.remove("quant")  # a float model: no quantization to show
     with pd.option_context(
         "display.width",
         200,
