@@ -23,7 +23,6 @@ import numpy as np
 from rmtkit.errors import CorruptModelError
 
 __all__ = [
-    "UNSUPPORTED",
     "awq_weight",
     "bnb_int8_weight",
     "check_scale",
@@ -35,9 +34,6 @@ __all__ = [
     "unpack_bits",
     "unpack_int32",
 ]
-
-#: prefix of the reason given to a layer whose quantization scheme rmtkit does not read
-UNSUPPORTED = "unsupported-quantization"
 
 
 def label(dtype: str, scheme: str = "tensor", block: int = 0) -> str:
