@@ -99,3 +99,23 @@ def test_cli_compare_of_float_models_prints_no_damage(capsys):
     src = str(rmtkit.data_path())
     assert main(["compare", src, src, "--quiet"]) == 0
     assert "Quantization damage" not in capsys.readouterr().out
+
+
+def test_a_layer_that_cannot_be_read_stays_a_flagged_row(tmp_path):
+    """An unreadable quantized layer (int8 codes without a scale) is flagged in the quantized
+    model, in the analysis of W_q - W (``base=``) and in the damage table; never read."""
+    st = require("safetensors.numpy")
+    from rmtkit.errors import RowWarning
+
+    rng = np.random.default_rng(0)
+    a = (rng.standard_t(3, size=(96, 128)) * 0.05).astype(np.float32)
+    b = (rng.standard_t(3, size=(80, 128)) * 0.05).astype(np.float32)
+    st.save_file({"a.weight": a, "b.weight": b}, str(tmp_path / "float.safetensors"))
+    codes = np.round(b / np.abs(b).max() * 127).astype(np.int8)
+    st.save_file({"a.weight": a, "b.weight": codes}, str(tmp_path / "q.safetensors"))
+    dmg = rmtkit.quantization_damage(tmp_path / "q.safetensors", tmp_path / "float.safetensors")
+    flag = RowWarning.UNSUPPORTED_QUANTIZATION.because("int8 weight without scales")
+    assert list(dmg["warning"].values)[1] == flag
+    assert list(dmg["error_warning"].values)[1] == flag
+    assert np.isnan(dmg["rel_error"].values[1]) and np.isnan(dmg["delta_alpha"].values[1])
+    assert dmg["rel_error"].values[0] == 0.0  # a float layer, unchanged
