@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["from_object", "jax", "keras", "onnx", "safetensors", "torch", "write_back"]
+__all__ = ["from_object", "gguf", "jax", "keras", "onnx", "safetensors", "torch", "write_back"]
 
 #: adapters that read framework objects, in the order they are asked
 _OBJECT_ADAPTERS = ("torch", "onnx", "keras")

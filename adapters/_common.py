@@ -14,7 +14,10 @@ there is no module to ask:
   ``shared`` is an embedding ``(vocab, dim)``; other rank-2 tensors are dense ``(out, in)``;
 - rank 3 is conv1d ``(out, in/groups, k)``, rank 4 conv2d ``(out, in/groups, kh, kw)``, as stored
   (a ConvTranspose weight cannot be told from its name and is taken as stored);
-- the node path is the tensor name without its ``.weight`` suffix, ``.`` replaced by ``/``.
+- the node path is the tensor name without its ``.weight`` suffix, ``.`` replaced by ``/``;
+- packed quantized layers (GPTQ / AWQ ``qweight``, bitsandbytes, ``weight_scale`` int8 / FP8)
+  are read as their effective weight or flagged ``unsupported-quantization``, never as codes
+  (:mod:`rmtkit.adapters._packed`).
 """
 
 import importlib
@@ -27,8 +30,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from rmtkit.adapters import _packed
 from rmtkit.collection import LazyArray, build_tree, sanitize_path, weight_node
-from rmtkit.errors import UnsupportedModelError
+from rmtkit.collection.finetune import SKIP_ATTR
+from rmtkit.errors import RowWarning, UnsupportedModelError
 
 __all__ = ["NamedTensor", "from_named_tensors", "finish", "is_file", "natural_key", "require"]
 
@@ -79,6 +84,7 @@ class NamedTensor:
     load: Callable[[], np.ndarray]
     is_float: bool = True
     source_dtype: str | None = None  # recorded in attrs["dtype"]; default: `dtype`
+    raw: Callable[[], np.ndarray] | None = None  # the stored values in their own dtype
 
 
 _GPT2_CONV1D = re.compile(r"(^|\.)(c_attn|c_proj|c_fc)\.weight$")
@@ -97,14 +103,72 @@ def _strip_weight(name: str) -> str:
     return name
 
 
+def _is_int8_weight(t: NamedTensor, shape: tuple[int, ...]) -> bool:
+    """An 8-bit-or-narrower integer ``.weight`` matrix: quantized codes, not a layer's values."""
+    return (
+        not t.is_float
+        and len(shape) == 2
+        and t.name.endswith(".weight")
+        and str(t.source_dtype) in ("int8", "uint8", "int4", "uint4")
+    )
+
+
+def _packed_node(pk, framework: str, layer_id: int, dtype: str) -> tuple[str, xr.Dataset]:
+    """The node of a packed layer (:mod:`rmtkit.adapters._packed`); flagged ones never load."""
+    attrs: dict[str, Any] = {"quant": pk.quant}
+    if pk.skip:
+        attrs[SKIP_ATTR] = pk.skip
+
+    def load(pk=pk):
+        if pk.load is None:  # never read packed codes as weights
+            raise UnsupportedModelError(f"layer {pk.prefix!r}: {pk.skip}")
+        return pk.load()
+
+    node = weight_node(
+        LazyArray(load, pk.shape, np.float32, name=pk.anchor),
+        kind="dense",
+        source=pk.anchor,
+        framework=framework,
+        op=pk.op,
+        layer_id=layer_id,
+        dtype=dtype,
+        attrs=attrs,
+    )
+    return sanitize_path(pk.prefix), node
+
+
 def from_named_tensors(
-    tensors: Iterable[NamedTensor], *, framework: str, start_id: int = 0
+    tensors: Iterable[NamedTensor],
+    *,
+    framework: str,
+    start_id: int = 0,
+    config: dict | None = None,
+    where: str = "",
 ) -> list[tuple[str, xr.Dataset]]:
-    """Apply the name rule (module docstring) to stored tensors in PyTorch layout."""
+    """Apply the name rule (module docstring) to stored tensors in PyTorch layout; packed
+    quantized layers (GPTQ, AWQ, bitsandbytes, scaled int8 / FP8: :mod:`rmtkit.adapters._packed`)
+    become one dequantized (or flagged) dense layer each, in the place of their first tensor."""
+    tensors = list(tensors)
+    packed = _packed.packed_layers([t for t in tensors if t.raw is not None], config or {}, where)
+    consumed = set().union(*(pk.consumed for pk in packed.values())) if packed else set()
     nodes: list[tuple[str, xr.Dataset]] = []
     layer_id = start_id
     for t in tensors:
+        if t.name in packed:
+            nodes.append(_packed_node(packed[t.name], framework, layer_id, str(t.source_dtype)))
+            layer_id += 1
+            continue
+        if t.name in consumed:
+            continue
         shape = tuple(int(s) for s in t.shape)
+        if _is_int8_weight(t, shape):  # integer codes with no scale rmtkit knows of
+            skip = RowWarning.UNSUPPORTED_QUANTIZATION.because(
+                f"{t.source_dtype} weight without scales"
+            )
+            pk = _packed.Packed(_strip_weight(t.name), t.name, set(), shape, "", None, skip)
+            nodes.append(_packed_node(pk, framework, layer_id, str(t.source_dtype)))
+            layer_id += 1
+            continue
         if not t.is_float or not 2 <= len(shape) <= 4 or 0 in shape:
             continue
         if t.name.rsplit(".", 1)[-1] in _SKIP_SUFFIX:

@@ -13,6 +13,7 @@ definition order of the usual transformer naming; a sharded folder uses its inde
 same way.
 """
 
+import functools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from rmtkit.adapters._common import (
     is_file,
     natural_key,
 )
+from rmtkit.adapters._packed import quant_config
 from rmtkit.errors import CorruptModelError, MissingDataError, UnsupportedModelError
 
 __all__ = ["from_safetensors", "load", "read_header"]
@@ -199,6 +201,21 @@ def _read_tensor(
     return out
 
 
+def _read_raw(path: Path, name: str, dtype: np.dtype, shape: tuple[int, ...], offset: int):
+    """One tensor in its stored dtype (packed quantized layers read codes, scales, indices)."""
+    if 0 in shape:
+        return np.zeros(shape, dtype)
+    try:
+        mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        out = np.array(mm)
+    except FileNotFoundError as err:
+        raise MissingDataError(f"{path}: file vanished before tensor {name!r} was read") from err
+    except (OSError, ValueError) as err:
+        raise CorruptModelError(f"{path}: tensor {name!r} cannot be read: {err}") from err
+    del mm
+    return out
+
+
 def _tensors(path: Path) -> list[NamedTensor]:
     header, start = read_header(path)
     dtypes = _dtypes()
@@ -222,6 +239,7 @@ def _tensors(path: Path) -> list[NamedTensor]:
                 load,
                 is_float=dtype.kind == "f" or info["dtype"] in ("BF16", "F8_E4M3", "F8_E5M2"),
                 source_dtype=dtype.name,
+                raw=functools.partial(_read_raw, path, name, dtype, shape, offset),
             )
         )
     return out
@@ -270,7 +288,7 @@ def from_safetensors(path: str | os.PathLike) -> xr.DataTree:
             if not files:
                 raise UnsupportedModelError(f"{where}: folder holds no *.safetensors file")
             tensors = [t for f in files for t in _tensors(f)]
-            return finish(from_named_tensors(tensors, framework="safetensors"), where)
+            return finish(_nodes(tensors, path, where), where)
     if not path.exists():
         raise MissingDataError(f"{where}: no such file or folder")
     if path.name.endswith(".json"):
@@ -288,8 +306,15 @@ def from_safetensors(path: str | os.PathLike) -> xr.DataTree:
                     f"{path}: tensor {name!r} is mapped to {str(shard)!r}, which lacks it"
                 )
             tensors.append(t)
-        return finish(from_named_tensors(tensors, framework="safetensors"), str(path))
-    return finish(from_named_tensors(_tensors(path), framework="safetensors"), where)
+        return finish(_nodes(tensors, path.parent, str(path)), str(path))
+    return finish(_nodes(_tensors(path), path.parent, where), where)
+
+
+def _nodes(tensors: list[NamedTensor], folder: Path, where: str):
+    """The name rule over ``tensors``, with the folder's quantization config (packed layers)."""
+    return from_named_tensors(
+        tensors, framework="safetensors", config=quant_config(folder), where=where
+    )
 
 
 load = from_safetensors

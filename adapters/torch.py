@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from rmtkit.adapters._common import NamedTensor, finish, from_named_tensors, is_file, require
+from rmtkit.adapters._packed import quant_config
 from rmtkit.collection import LazyArray, iter_layers, sanitize_path, weight_node
 from rmtkit.errors import (
     CorruptModelError,
@@ -207,7 +208,9 @@ def _state_dict_of(obj: Any) -> dict[str, Any]:
     raise UnsupportedModelError(f"expected a state dict, got {type(obj).__name__}")
 
 
-def from_state_dict(state_dict: Mapping[str, Any], *, name: str = "state dict") -> xr.DataTree:
+def from_state_dict(
+    state_dict: Mapping[str, Any], *, name: str = "state dict", config: dict | None = None
+) -> xr.DataTree:
     """Weight collection of a state dict (name -> tensor), kinds inferred from names and shapes.
 
     Order: the dict's order. Nested dicts are flattened with ``.``; a checkpoint dict with a
@@ -221,11 +224,22 @@ def from_state_dict(state_dict: Mapping[str, Any], *, name: str = "state dict") 
             lambda v=v: _to_numpy(v),
             is_float=v.is_floating_point(),
             source_dtype=_dtype_name(v),
+            raw=lambda v=v: _raw_numpy(v),
         )
         for k, v in _state_dict_of(state_dict).items()
         if isinstance(v, torch.Tensor) and v.device.type != "meta"
     ]
-    return finish(from_named_tensors(tensors, framework="torch"), name)
+    nodes = from_named_tensors(tensors, framework="torch", config=config or {}, where=name)
+    return finish(nodes, name)
+
+
+def _raw_numpy(t) -> np.ndarray:
+    """A tensor's values in its own dtype (bfloat16 / float8 widened to float32)."""
+    t = t.detach().to("cpu")
+    try:
+        return t.numpy()
+    except TypeError:  # a dtype numpy lacks
+        return t.to(torch.float32).numpy()
 
 
 def load(path: str | os.PathLike) -> xr.DataTree:
@@ -256,7 +270,7 @@ def load(path: str | os.PathLike) -> xr.DataTree:
         return from_torch(obj)
     if not isinstance(obj, Mapping):
         raise UnsupportedModelError(f"{where}: holds a {type(obj).__name__}, expected a state dict")
-    return from_state_dict(obj, name=where)
+    return from_state_dict(obj, name=where, config=quant_config(path.parent))
 
 
 def assign(module: Any, collection: xr.DataTree) -> Any:

@@ -32,6 +32,7 @@ _TABLE_COLUMNS = [
     "layer_id",
     "name",
     "kind",
+    "quant",
     "slice_id",
     "N",
     "M",
@@ -275,6 +276,8 @@ def _table(details) -> str:
 
     df = details.to_dataframe().reset_index(drop=True)
     cols = [c for c in _TABLE_COLUMNS if c in df.columns]
+    if "quant" in df.columns and not (df["quant"] != "").any():
+        cols.remove("quant")  # a float model: no quantization to show
     with pd.option_context(
         "display.width",
         200,
@@ -558,6 +561,8 @@ def _cmd_compare(args) -> int:
         }
     with pd.option_context("display.width", 200, "display.float_format", lambda x: f"{x:.4g}"):
         print(pd.DataFrame(rows).T.to_string())
+    for name, m in zip(names[1:], args.models[1:], strict=True):
+        _print_damage(name, names[0], m, args.models[0], kwargs)
     if args.out is not None:
         _save_details(concat(results, dim="model"), args.out, allow_parquet=False)
         print(f"\nwrote {args.out}")
@@ -591,6 +596,51 @@ def _cmd_report(args) -> int:
         )
     print(f"wrote the report {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
+
+
+#: columns of the quantization-damage table of ``compare``
+_DAMAGE_COLUMNS = [
+    "name",
+    "quant",
+    "alpha_ref",
+    "delta_alpha",
+    "delta_alpha_weighted",
+    "delta_log_spectral_norm",
+    "delta_stable_rank",
+    "rel_error",
+    "error_sigma_mp",
+    "error_num_spikes",
+    "error_warning",
+]
+
+
+def _print_damage(name, ref_name, model, reference, kwargs) -> None:
+    """The per-layer quantization damage of ``model`` against ``reference`` (the first model),
+    when ``model`` has quantized layers (``rmtkit.quantization_damage``)."""
+    import numpy as np
+    import pandas as pd
+
+    from rmtkit import describe, quantization_damage
+
+    rows = describe(model, layers=kwargs["layers"])
+    if not np.any(rows["quant"].values != ""):
+        return
+    d = quantization_damage(
+        model,
+        reference,
+        layers=kwargs["layers"],
+        min_evals=kwargs["min_evals"],
+        fit=kwargs["fit"],
+        progress=kwargs["progress"],
+    )
+    df = d.to_dataframe().reset_index(drop=True)
+    print(
+        f"\nQuantization damage of {name} (W_q) against {ref_name} (W), per layer: metric shifts "
+        "(delta = W_q - W), ||W_q - W||_F / ||W||_F and the MP fit of W_q - W's spectrum "
+        "(spikes: a structured error):"
+    )
+    with pd.option_context("display.width", 250, "display.float_format", lambda x: f"{x:.4g}"):
+        print(df[[c for c in _DAMAGE_COLUMNS if c in df.columns]].to_string(index=False))
 
 
 def _write_transformed(args, collection) -> int:

@@ -72,6 +72,13 @@ class RowWarning(enum.StrEnum):
     NO_BASE_LAYER = "no-base-layer", "``base=`` has no layer of this node path."
     BASE_SHAPE_MISMATCH = "base-shape-mismatch", "``base=`` has this layer with another shape."
     NO_MATCH = "no-match", "Distances: the other model has no layer of this path and shape."
+    UNSUPPORTED_QUANTIZATION = (
+        "unsupported-quantization",
+        "The layer is stored quantized in a scheme rmtkit does not read (an operator or a "
+        "packed checkpoint layout it cannot dequantize); written "
+        "``unsupported-quantization: <op/scheme>``. Its codes are never read as weights "
+        "(sizes only).",
+    )
     TOO_MANY_EVALS = (
         "too-many-evals",
         "More eigenvalues than ``max_evals``; ``W`` is not even read (sizes only).",

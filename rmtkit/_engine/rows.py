@@ -27,6 +27,8 @@ class Row:
     slice_id: int
     n_expected: int
     warning: str = ""
+    source: str = ""  # the stored tensor the row was read from (node attr ``source``)
+    quant: str = ""  # how it was stored quantized ("" for float; node attr ``quant``)
     evals: np.ndarray | None = None
     rand_evals: np.ndarray | None = None
     values: dict = field(default_factory=dict)

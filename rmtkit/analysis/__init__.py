@@ -14,12 +14,15 @@ each other (no private name of another folder); no framework, no plotting.
 - :mod:`~rmtkit.analysis.analyze` — :func:`analyze`, :func:`describe`, :func:`spectra`,
   :func:`summary`;
 - :mod:`~rmtkit.analysis.many` — :func:`concat`, :func:`analyze_many`, :func:`model_distances`;
+- :mod:`~rmtkit.analysis.quantization` — :func:`quantization_damage` (a quantized model
+  against its float model: metric shifts, the spectrum of :math:`W_q - W`);
 - :mod:`~rmtkit.analysis.transform` — :func:`sharpen`, :func:`smooth` (new collections).
 """
 
 from rmtkit.analysis.analyze import analyze, describe, spectra, summary
 from rmtkit.analysis.many import analyze_many, concat, model_distances
 from rmtkit.analysis.options import DEFAULT_MIN_EVALS, FITS
+from rmtkit.analysis.quantization import quantization_damage
 from rmtkit.analysis.select import select_layers
 from rmtkit.analysis.transform import sharpen, smooth
 
@@ -31,6 +34,7 @@ __all__ = [
     "concat",
     "describe",
     "model_distances",
+    "quantization_damage",
     "select_layers",
     "sharpen",
     "smooth",

@@ -112,6 +112,8 @@ def plan(
             slice_id=s,
             n_expected=per_row,
             warning=warning,
+            source=str(w.attrs.get("source", "")),
+            quant=str(w.attrs.get("quant", "")),
         )
         for s in slices
     ]

@@ -1,7 +1,10 @@
 """Rows in, ``xarray.Dataset`` out: the table every per-layer function returns.
 
 Dim ``layer``; coordinates ``name`` (node path), ``kind``, ``layer_id``, ``N``, ``M``, ``Q`` (=
-N/M), ``rf`` (kernel slices) and, for unpooled rows, ``slice_id``; one float variable per metric
+N/M), ``rf`` (kernel slices), ``source`` (the stored tensor the row was read from, as the file
+names it), ``quant`` (how it was stored: ``""`` for float weights, e.g. ``"int8 per-channel"``,
+``"int4 block 32"``, ``"Q4_K"``; docs/math.md §10) and, for unpooled rows, ``slice_id``; one
+float variable per metric
 (NaN when unavailable) and the string variable ``warning`` (:class:`rmtkit.errors.RowWarning`).
 """
 
@@ -29,6 +32,8 @@ def rows_dataset(
         "M": ("layer", np.array([r.M for r in rows], dtype=np.int64)),
         "Q": ("layer", np.array([r.N / r.M for r in rows], dtype=np.float64)),
         "rf": ("layer", np.array([r.rf for r in rows], dtype=np.int64)),
+        "source": ("layer", _strings([r.source for r in rows])),
+        "quant": ("layer", _strings([r.quant for r in rows])),
     }
     if not pool:
         coords["slice_id"] = ("layer", np.array([r.slice_id for r in rows], dtype=np.int64))
@@ -45,6 +50,11 @@ def rows_dataset(
     if n == 0:
         data["warning"] = ("layer", np.zeros(0, dtype="<U1"))
     return xr.Dataset(data, coords=coords, attrs=netcdf_attrs(attrs))
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    """A fixed-width string column (``<U1`` when empty: netCDF stores it as text)."""
+    return np.array(values, dtype=object).astype(str) if values else np.zeros(0, dtype="<U1")
 
 
 def _attr(value) -> str | int | float:

@@ -19,6 +19,7 @@ from rmtkit.analysis.checks import plan, read_weights
 from rmtkit.analysis.dataset import rows_dataset
 from rmtkit.analysis.inputs import describe_input
 from rmtkit.analysis.select import parse_layers, select
+from rmtkit.collection.finetune import SKIP_ATTR
 from rmtkit.collection.load import load
 from rmtkit.collection.tree import iter_layers
 from rmtkit.core import validate
@@ -168,8 +169,13 @@ def model_distances(
             rows.append(plan(path, w, pool=True, min_evals=0, max_evals=None)[0])
             wb = other.get(path)
             wa_np = wb_np = None
+            skipped = [
+                str(x.attrs[SKIP_ATTR]) for x in (w, wb) if x is not None and SKIP_ATTR in x.attrs
+            ]
             if wb is None or wb.shape != w.shape:
                 reason = RowWarning.NO_MATCH
+            elif skipped:  # a layer whose weights cannot be read (unsupported quantization)
+                reason = skipped[0]
             else:  # a layer either model cannot read is its row's warning, as in analyze
                 wa_np, reason = read_weights(w)
                 if not reason:

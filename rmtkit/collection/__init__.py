@@ -27,7 +27,9 @@ layer; its path is the model's module path with ``/`` separators
 
 Node attributes: ``kind``; ``layer_id`` (int, execution / topological order, unique);
 ``source`` (the original tensor name); ``framework``; ``op`` (the framework's layer or operator
-type); ``dtype`` (the source dtype, as a string); optionally ``groups`` (grouped convolutions) and
+type); ``dtype`` (the source dtype, as a string); ``quant`` (how the source is stored quantized:
+``""`` for float weights, ``"int8 per-channel"``, ``"int4 block 32"``, ``"Q4_K"``, ``"GPTQ int4
+group 128"`` ...: docs/math.md §10); optionally ``groups`` (grouped convolutions) and
 ``source_slice`` (``"start:stop"`` rows of ``source`` when one stored tensor holds several layers,
 e.g. the packed q/k/v projection of ``torch.nn.MultiheadAttention``).
 

@@ -77,6 +77,9 @@ def delta_collection(tree: xr.DataTree, base: xr.DataTree) -> xr.DataTree:
             nodes.append(
                 (path, node_like(w, _same(w), **{SKIP_ATTR: RowWarning.BASE_SHAPE_MISMATCH.value}))
             )
+        elif SKIP_ATTR in w.attrs or SKIP_ATTR in wb.attrs:  # unreadable (quantization)
+            skip = {SKIP_ATTR: str(w.attrs.get(SKIP_ATTR) or wb.attrs[SKIP_ATTR])}
+            nodes.append((path, node_like(w, _same(w), **skip)))
         else:
             data = LazyArray(
                 lambda w=w, wb=wb: (

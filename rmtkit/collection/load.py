@@ -26,6 +26,7 @@ _BY_SUFFIX = {
     ".ckpt": "torch",
     ".keras": "keras",
     ".npz": "jax",
+    ".gguf": "gguf",
 }
 
 
@@ -77,7 +78,7 @@ def load(obj_or_path: Any, **kw: Any) -> xr.DataTree:
     obj_or_path : model object or path
         - a path: ``.onnx``; ``.safetensors``, ``*.safetensors.index.json`` or a folder of
           shards; ``.pt``/``.pth``/``.bin``/``.ckpt`` (``torch.load(weights_only=True)``);
-          ``.keras``; ``.npz``;
+          ``.keras``; ``.npz``; ``.gguf`` (llama.cpp, quantized blocks dequantized per layer);
         - ``torch.nn.Module``, a state dict of torch tensors, ``keras.Model``/``Layer``,
           ``onnx.ModelProto``, a pytree (nested dicts/lists) of JAX/numpy arrays;
         - an ``xarray.DataTree`` collection, validated and returned as is.

@@ -181,7 +181,7 @@ def weight_node(
     groups : int, optional
         Convolution groups, kept as an attribute.
     attrs : mapping, optional
-        Extra attributes.
+        Extra attributes (``quant``: how the source was stored quantized, default ``""``).
     """
     src_dtype = _dtype_name(array.dtype if dtype is None else dtype)
     if isinstance(array, LazyArray):
@@ -234,6 +234,7 @@ def weight_node(
         "framework": str(framework),
         "op": str(op),
         "dtype": src_dtype,
+        "quant": "",
     }
     if groups is not None and groups != 1:
         node_attrs["groups"] = int(groups)

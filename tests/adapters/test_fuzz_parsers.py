@@ -529,12 +529,6 @@ def _set_attr(node, name, value):
             ),
             "cannot reshape",
         ),
-        (
-            lambda m: _init(m, "sc").CopyFrom(
-                numpy_helper.from_array(np.ones(5, np.float32), "sc")
-            ),
-            "do not fit the tensor",
-        ),
         (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, 9), "holds 192 bytes"),
         (lambda m: _init(m, "fc1.weight").dims.__setitem__(0, -8), "negative dimension"),
         (

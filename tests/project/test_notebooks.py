@@ -14,7 +14,7 @@ nbformat = require("nbformat")
 require("nbclient")
 require("ipykernel")
 # what the notebooks themselves import beyond the test extra's usual packages
-for _name in ("sklearn", "matplotlib", "torch", "onnxruntime", "pandas"):
+for _name in ("sklearn", "matplotlib", "torch", "onnxruntime", "onnx_ir", "pandas"):
     require(_name)
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
