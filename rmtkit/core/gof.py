@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.optimize
 from jax import Array
 from jax.scipy.special import erfc, erfcx, log_ndtr
 from jax.typing import ArrayLike
@@ -370,6 +369,16 @@ def _lognormal_mean_loglik(theta, z1, z2):
     return -z1 + v - _HALF_LOG_2PI - 0.5 * w * w * z2 + eta * z1 - _log_phi_scaled(eta / w)
 
 
+def _log_mean_growth(log_beta, tail: _Tail):
+    r""":math:`\ln \overline{(y^\beta - 1)}` over the tail and the scaled terms
+    :math:`t_i = e^{\beta z_i - m}(1 - e^{-\beta z_i}) = (y_i^\beta - 1)e^{-m}`,
+    :math:`m = \max \beta z`: no overflow for large :math:`\beta z`, no cancellation for small."""
+    bz = jnp.exp(log_beta) * tail.z
+    m = jnp.max(jnp.where(tail.on, bz, 0.0))
+    terms = jnp.exp(bz - m) * -jnp.expm1(-bz)
+    return jnp.log(_mean(terms, tail)) + m, terms
+
+
 def _stretched_profile(log_beta, tail: _Tail):
     r"""Profile log-likelihood (mean, in y) of the stretched exponential
     :math:`p(x) \propto (\lambda x)^{\beta-1} e^{-(\lambda x)^\beta}` on :math:`[x_{\min},
@@ -380,65 +389,72 @@ def _stretched_profile(log_beta, tail: _Tail):
 
     As :math:`\beta \to 0` the law tends to the power law (the profile to its likelihood).
     """
-    beta = jnp.exp(log_beta)
-    s = _mean(jnp.expm1(beta * tail.z), tail)
-    return log_beta - jnp.log(s) + (beta - 1.0) * _mean(tail.z, tail) - 1.0
+    log_mean, _ = _log_mean_growth(log_beta, tail)
+    return log_beta - log_mean + (jnp.exp(log_beta) - 1.0) * _mean(tail.z, tail) - 1.0
 
 
 def _stretched_pointwise(log_beta, tail: _Tail):
-    r""":math:`(\beta, \hat u)` and the pointwise log-likelihoods (in y)
+    r""":math:`(\beta, \ln\hat u)` and the pointwise log-likelihoods (in y)
     :math:`\ln\beta + \ln u + (\beta - 1) z_i - u (y_i^\beta - 1)` at :math:`\hat u(\beta)`."""
+    log_mean, terms = _log_mean_growth(log_beta, tail)
     beta = jnp.exp(log_beta)
-    growth = jnp.expm1(beta * tail.z)
-    u = 1.0 / _mean(growth, tail)
-    return (beta, u), jnp.log(beta) + jnp.log(u) + (beta - 1.0) * tail.z - u * growth
+    pointwise = log_beta - log_mean + (beta - 1.0) * tail.z - terms / _mean(terms, tail)
+    return (beta, -log_mean), pointwise
+
+
+def _minimise(objective, x0):
+    """``optimistix.BFGS`` (backtracking Armijo line search) from ``x0``; the start is kept
+    when the result is worse or not finite. optimistix is imported here, on first use."""
+    import optimistix as optx
+
+    solver = optx.BFGS(rtol=1e-10, atol=1e-10)
+    sol = optx.minimise(lambda p, _: objective(p), solver, x0, throw=False, max_steps=256)
+    f0, f1 = objective(x0), objective(sol.value)
+    better = jnp.isfinite(f1) & jnp.all(jnp.isfinite(sol.value)) & (f1 <= f0)
+    return jnp.where(better, sol.value, x0)
+
+
+#: box of the lognormal's ln(1/sigma) (tail units) and of the stretched exponential's ln(beta)
+#: inside the objectives, so no trial point of the line search overflows
+_V_BOX, _LOG_BETA_BOX = (-30.0, 30.0), (-20.0, 6.0)
 
 
 def _numerical_mles(tail: _Tail, alpha_pl):
-    r"""The two numerical MLEs, lognormal :math:`(\eta, \ln w)` and stretched exponential
-    :math:`\ln\beta`, by ``jax.scipy.optimize.minimize`` (BFGS) on the sum of their mean
-    negative log-likelihoods: the sum is separable, so its minimiser is both minimisers, and
-    one optimiser is compiled instead of two (BFGS compiles in seconds).
+    r"""The two numerical MLEs, by BFGS (``optimistix``, a well-kept JAX optimiser).
 
-    Lognormal (:func:`_lognormal_mean_loglik`, on :math:`\bar z, \overline{z^2}`): concave
-    in the natural parameters :math:`(\eta, -w^2/2)` (a truncated exponential family), so
-    its maximum is unique; started from the moment estimate of the untruncated law, from a
-    point near the power-law limit and from one between, since BFGS's line search can stall
-    where the likelihood flattens towards that limit. Stretched exponential
-    (:func:`_stretched_profile`): started from the best point of a grid of
-    :math:`\ln\beta \in [-8, 4]`. For each model the best of its starts and results is kept.
-    Returns ``((eta, v), log_beta)``.
+    Lognormal: :math:`(\eta, v = \ln w)` of :func:`_lognormal_mean_loglik` (a function of
+    :math:`\bar z, \overline{z^2}` only). The log-likelihood is concave in the natural
+    parameters :math:`(\eta, -w^2/2)` (a truncated exponential family), so its maximum is
+    unique; BFGS starts from the moment estimate of the untruncated law, from a point near
+    the power-law limit and from one between, and the best result is kept. Stretched
+    exponential: :math:`\ln\beta` of the profile :func:`_stretched_profile`, from the best
+    point of a grid of :math:`\ln\beta \in [-8, 4]`. Returns ``((eta, v), log_beta)``.
     """
     z1 = _mean(tail.z, tail)
     z2 = _mean(tail.z * tail.z, tail)
     sd = jnp.sqrt(jnp.maximum(z2 - z1 * z1, 1e-12))
 
     def f_ln(theta):
-        value = -_lognormal_mean_loglik(theta[:2], z1, z2)
-        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+        theta = jnp.stack([theta[0], jnp.clip(theta[1], *_V_BOX)])
+        return -_lognormal_mean_loglik(theta, z1, z2)
 
-    def f_se(theta):
-        value = -_stretched_profile(theta[2], tail)
-        return jnp.where(jnp.isfinite(value), value, jnp.inf)
+    def f_se(lb):
+        return -_stretched_profile(jnp.clip(lb[0], *_LOG_BETA_BOX), tail)
+
+    moments = jnp.stack([z1 / sd**2, -jnp.log(sd)])
+    near_pl = jnp.stack([1.0 - alpha_pl, -jnp.log(sd) - 3.0])
+    between = jnp.stack([1.0 - alpha_pl, -jnp.log(sd)])
+    starts = jnp.stack([moments, near_pl, between])
+    thetas = jax.vmap(lambda s: _minimise(f_ln, s))(starts)
+    values = jax.vmap(f_ln)(thetas)
+    theta = thetas[jnp.argmin(jnp.where(jnp.isfinite(values), values, jnp.inf))]
+    theta = jnp.stack([theta[0], jnp.clip(theta[1], *_V_BOX)])
 
     grid = jnp.linspace(*_LOG_BETA_GRID)
     prof = jax.vmap(lambda lb: _stretched_profile(lb, tail))(grid)
     lb0 = grid[jnp.argmax(jnp.where(jnp.isfinite(prof), prof, -jnp.inf))]
-    moments = jnp.stack([z1 / sd**2, -jnp.log(sd), lb0])
-    near_pl = jnp.stack([1.0 - alpha_pl, -jnp.log(sd) - 3.0, lb0])
-    between = jnp.stack([1.0 - alpha_pl, -jnp.log(sd), lb0])
-    starts = jnp.stack([moments, near_pl, between])
-
-    def run(x0):
-        res = jax.scipy.optimize.minimize(
-            lambda t: f_ln(t) + f_se(t), x0, method="BFGS", options={"maxiter": 200, "gtol": 1e-10}
-        )
-        return jnp.where(jnp.all(jnp.isfinite(res.x)), res.x, x0)
-
-    candidates = jnp.concatenate([starts, jax.vmap(run)(starts)])
-    theta_ln = candidates[jnp.argmin(jax.vmap(f_ln)(candidates)), :2]
-    log_beta = candidates[jnp.argmin(jax.vmap(f_se)(candidates)), 2]
-    return theta_ln, log_beta
+    log_beta = jnp.clip(_minimise(f_se, lb0[None])[0], *_LOG_BETA_BOX)
+    return theta, log_beta
 
 
 class _TPL(NamedTuple):
@@ -551,7 +567,7 @@ def pl_compare(
                    \Lambda x_{\min})} x^{-\alpha}e^{-\Lambda x}`           Newton (fit_tpl's)
     ============== ====================================================== =====================
 
-    The numerical MLEs use ``jax.scipy.optimize.minimize`` (BFGS), not a hand-written loop.
+    The numerical MLEs use ``optimistix.BFGS``, not a hand-written loop.
     For the non-nested alternatives, Vuong's test (CSN §5.1): with
     :math:`d_i = \ln p_{\rm PL}(x_i) - \ln p_{\rm alt}(x_i)`,
 
@@ -609,7 +625,7 @@ def _pl_compare(x, m, xmin, *, opts) -> PowerLawComparison:
     big_l, ll_exp = _exp_loglik(tail)
     theta, log_beta = _numerical_mles(tail, alpha)
     ll_ln = _lognormal_pointwise(theta, tail.z)
-    (beta, u), ll_se = _stretched_pointwise(log_beta, tail)
+    (beta, log_u), ll_se = _stretched_pointwise(log_beta, tail)
     tpl = _tpl_loglik(tail, alpha)
 
     r_ln, p_ln = _vuong(ll_pl, ll_ln, tail)
@@ -647,7 +663,7 @@ def _pl_compare(x, m, xmin, *, opts) -> PowerLawComparison:
         sigma=pick(1.0 / w),
         Lambda_exp=pick(big_l / x0),
         beta=pick(beta),
-        Lambda_se=pick(u ** (1.0 / beta) / x0),
+        Lambda_se=pick(jnp.exp(log_u / beta) / x0),
         alpha_tpl=pick_tpl(tpl.alpha),
         Lambda_tpl=pick_tpl(tpl.big_l / x0),
         loglik_pl=pick(total(ll_pl)),

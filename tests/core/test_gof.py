@@ -201,10 +201,11 @@ def _tail(x, xmin):
 def test_exponential_mle_is_the_closed_form():
     x = 2.0 + np.random.default_rng(40).exponential(3.0, N_CMP)
     cmp = compare_at(x, 2.0)
-    t = _tail(x, 2.0)
-    lam = 1.0 / np.mean(t - 2.0)
+    x0 = float(cmp.xmin)  # the data point nearest 2.0
+    t = _tail(x, x0)
+    lam = 1.0 / np.mean(t - x0)
     assert float(cmp.Lambda_exp) == pytest.approx(lam, rel=1e-12)
-    ll = np.sum(stats.expon.logpdf(t, loc=2.0, scale=1.0 / lam))
+    ll = np.sum(stats.expon.logpdf(t, loc=x0, scale=1.0 / lam))
     assert float(cmp.loglik_exponential) == pytest.approx(ll, rel=1e-12)
 
 
@@ -262,7 +263,7 @@ def test_stretched_exponential_mle_matches_scipy():
 def test_tpl_matches_fit_tpl_at_the_same_xmin():
     x = np.random.default_rng(70)
     x = np.sort(pareto(x, N_CMP, 2.0)) * np.exp(-0.01 * np.arange(N_CMP) / N_CMP)
-    cmp = compare_at(x, float(x.min()))
+    cmp = compare_at(x, float(np.quantile(x, 0.5)))
     fit = rmtkit.fit_tpl(x, xmin=float(cmp.xmin))
     assert float(cmp.alpha_tpl) == pytest.approx(float(fit.alpha), rel=1e-10)
     assert float(cmp.Lambda_tpl) == pytest.approx(float(fit.Lambda), rel=1e-10)
@@ -273,12 +274,13 @@ def test_tpl_matches_fit_tpl_at_the_same_xmin():
 def test_vuong_statistic_by_hand():
     x = np.exp(np.abs(np.random.default_rng(80).normal(0.0, 1.0, N_CMP)))
     cmp = compare_at(x)
-    t = _tail(x, 1.0)
+    x0 = float(cmp.xmin)
+    t = _tail(x, x0)
     a = float(cmp.alpha)
-    assert a == pytest.approx(1.0 + t.size / np.sum(np.log(t)), rel=1e-12)
-    ll_pl = np.log(a - 1.0) - a * np.log(t)
+    assert a == pytest.approx(1.0 + t.size / np.sum(np.log(t / x0)), rel=1e-12)
+    ll_pl = np.log(a - 1.0) - np.log(x0) - a * np.log(t / x0)
     lam = float(cmp.Lambda_exp)
-    d = ll_pl - (np.log(lam) - lam * (t - 1.0))
+    d = ll_pl - (np.log(lam) - lam * (t - x0))
     r = d.sum() / (np.sqrt(t.size) * d.std())
     assert float(cmp.R_exponential) == pytest.approx(r, rel=1e-10)
     assert float(cmp.p_exponential) == pytest.approx(2 * stats.norm.sf(abs(r)), rel=1e-9)
@@ -298,17 +300,18 @@ def test_lognormal_near_the_power_law_limit_stays_finite():
 def test_tail_ccdf_of_each_model():
     x = np.exp(np.abs(np.random.default_rng(95).normal(0.0, 1.0, N_CMP)))
     cmp = compare_at(x)
-    grid = jnp.asarray([0.5, 1.0, 2.0, 5.0])
+    grid = float(cmp.xmin) * jnp.asarray([0.5, 1.0, 2.0, 5.0])
     for model in rmtkit.core.gof.TAIL_MODELS:
         c = np.asarray(rmtkit.tail_ccdf(grid, cmp, model))
         assert np.isnan(c[0]) and c[1] == pytest.approx(1.0, abs=1e-12)
         assert 1.0 > c[2] > c[3] > 0.0, model
     c = rmtkit.tail_ccdf(grid[1:], cmp, "lognormal")
     mu, s = float(cmp.mu), float(cmp.sigma)
-    ref = stats.norm.sf((np.log(grid[1:]) - mu) / s) / stats.norm.sf(-mu / s)
+    x0 = float(cmp.xmin)
+    ref = stats.norm.sf((np.log(grid[1:]) - mu) / s) / stats.norm.sf((np.log(x0) - mu) / s)
     np.testing.assert_allclose(c, ref, rtol=1e-9)
     c = rmtkit.tail_ccdf(grid[1:], cmp, "power_law")
-    np.testing.assert_allclose(c, np.asarray(grid[1:]) ** (1 - float(cmp.alpha)), rtol=1e-12)
+    np.testing.assert_allclose(c, np.asarray(grid[1:] / x0) ** (1 - float(cmp.alpha)), rtol=1e-12)
 
 
 # ------------------------------------------------------------------------- bad input
