@@ -51,7 +51,8 @@ def plot_gof_bootstrap(pvalue, *, bins: int = 30, ax=None, title=None, savefig=N
         if title is None
         else title
     )
-    ax.legend(loc="best", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
     return save_figure(fig, savefig, "gof_bootstrap.png")
 
 
@@ -92,7 +93,8 @@ def plot_tail_models(evals, comparison, *, ax=None, title=None, savefig=None):
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("P(X ≥ x | X ≥ xmin)")
     ax.set_title("Tail and fitted models" if title is None else title)
-    ax.legend(loc="lower left", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize="small")
     return save_figure(fig, savefig, "gof_tail.png")
 
 
