@@ -227,7 +227,7 @@ def pl_pvalue(
 
     Examples
     --------
-    >>> x = 1.0 + jax.random.pareto(jax.random.key(0), 1.5, (500,))  # a power law, alpha 2.5
+    >>> x = jax.random.pareto(jax.random.key(0), 1.5, (500,))  # a power law, alpha 2.5, xmin 1
     >>> res = rmtkit.pl_pvalue(x, key=jax.random.key(1), n_boot=100)
     >>> bool(res.p_value > 0.1), int(res.n_valid)
     (True, 100)
@@ -696,8 +696,9 @@ def tail_ccdf(
     --------
     >>> x = 1.0 + jax.random.exponential(jax.random.key(0), (2000,))
     >>> cmp = rmtkit.pl_compare(x, xmin=1.0)
-    >>> [round(float(c), 3) for c in rmtkit.tail_ccdf(jnp.array([1.0, 2.0]), cmp, "exponential")]
-    [1.0, 0.37]
+    >>> ccdf = rmtkit.tail_ccdf(cmp.xmin + jnp.array([0.0, 1.0]), cmp, "exponential")
+    >>> [round(float(c), 1) for c in ccdf]  # exp(-lambda) with lambda ~ 1
+    [1.0, 0.4]
     """
     validate.choice(model, "model", TAIL_MODELS)
     c = comparison
