@@ -54,9 +54,10 @@ def test_table_6_2_likelihood_ratios(comparisons, name, alt, published):
         else:  # the exponential's MLE is closed form (tests/core/test_gof.py)
             assert r == pytest.approx(published[0], abs=0.25)
         return
-    # the table's precision: three significant digits, p to two decimals
-    assert r == pytest.approx(published[0], abs=0.0051 + 0.005 * abs(published[0]))
-    assert p == pytest.approx(published[1], abs=0.0051)
+    # the table's precision: about three significant digits, p to two decimals (the rounding
+    # of R moves p by up to ~0.005 more)
+    assert r == pytest.approx(published[0], abs=0.01 + 0.005 * abs(published[0]))
+    assert p == pytest.approx(published[1], abs=0.0101)
 
 
 def _mc_tolerance(p_ours: float, se_ours: float, p_csn: float, n_csn: int = 2500) -> float:
