@@ -5,7 +5,8 @@ The math layer is pure JAX on arrays (jit-, vmap- and grad-able, NamedTuple resu
 - :func:`esd` — eigenvalues of :math:`W^T W` per layer (docs/math.md §1);
 - :func:`fit_pl` — the power-law fit of the spectrum's tail, alpha (§2);
 - :func:`spectral_metrics` and the single metrics (§4);
-- :func:`mp_fit`, :func:`correlation_traps`, :func:`fit_tpl`, :func:`svd_sharpen` … (§3-§8).
+- :func:`mp_fit`, :func:`correlation_traps`, :func:`fit_tpl`, :func:`svd_sharpen` … (§3-§8);
+- :func:`pl_pvalue`, :func:`pl_compare` — is the tail a power law at all? (§12).
 
 The labeled layer (xarray; imported on first use): :func:`load` a model into a weight
 collection, :func:`analyze` / :func:`describe` / :func:`summary` it, :func:`sharpen` it,
@@ -34,6 +35,7 @@ Where the code lives (each folder's ``__init__`` docstring states its import rul
 from rmtkit import errors
 from rmtkit.core.distance import distances
 from rmtkit.core.esd import bucket_length, esd, pad_spectra, slices
+from rmtkit.core.gof import PowerLawComparison, PowerLawPValue, pl_compare, pl_pvalue, tail_ccdf
 from rmtkit.core.metrics import (
     SpectralMetrics,
     alpha_warning,
@@ -86,6 +88,9 @@ _LAZY = {
     "plot_pl_candidates": "rmtkit.plot.layer",
     "plot_randomized": "rmtkit.plot.layer",
     "plot_mp": "rmtkit.plot.layer",
+    "plot_gof": "rmtkit.plot.gof",
+    "plot_gof_bootstrap": "rmtkit.plot.gof",
+    "plot_tail_models": "rmtkit.plot.gof",
     "plot_layer": "rmtkit.plot.layer",
     "plot_layers": "rmtkit.plot.model",
     "plot_correlation_flow": "rmtkit.plot.model",
@@ -165,19 +170,26 @@ __all__ = [
     "norm",
     "pad_spectra",
     "pl_candidates",
+    "pl_compare",
+    "pl_pvalue",
     "plot_alpha_hist",
     "plot_correlation_flow",
     "plot_esd",
+    "plot_gof",
+    "plot_gof_bootstrap",
     "plot_layer",
     "plot_layers",
     "plot_model",
     "plot_mp",
     "plot_pl_candidates",
     "plot_randomized",
+    "plot_tail_models",
     "PowerLawCandidates",
+    "PowerLawComparison",
     "PowerLawFit",
     "Progress",
     "quantization_damage",
+    "PowerLawPValue",
     "rand_distance",
     "randomize",
     "report",
@@ -193,6 +205,7 @@ __all__ = [
     "summary",
     "svd_sharpen",
     "svd_smooth",
+    "tail_ccdf",
     "TPLFit",
     "TrapStats",
     "validate_collection",

@@ -2,7 +2,8 @@
 
 ::
 
-    rmtkit analyze [MODEL] [--randomize] [--mp-fit] [--detx] [--fit PL|TPL|E_TPL]
+    rmtkit analyze [MODEL] [--randomize] [--mp-fit] [--detx] [--gof [--n-boot B]]
+                   [--fit PL|TPL|E_TPL]
                    [--layers ITEM ...] [--min-evals N] [--max-evals N] [--no-pool]
                    [--fix-fingers clip_xmax] [--base BASE] [--lora delta|merged] [--seed N]
                    [--plots DIR] [--report FILE.html] [--out FILE.csv|.nc|.parquet]
@@ -150,7 +151,22 @@ def _add_common(p, *, model_optional: bool, analysis: bool):
         )
         p.add_argument("--mp-fit", action="store_true", help="add the Marchenko-Pastur fit")
         p.add_argument("--detx", action="store_true", help="add the detX (ERG) tail")
-        p.add_argument("--seed", type=int, default=0, help="randomization seed (default 0)")
+        p.add_argument(
+            "--gof",
+            action="store_true",
+            help="test whether each tail is a power law at all: CSN bootstrap p-value and "
+            "likelihood ratios against lognormal, exponential, stretched exponential, TPL",
+        )
+        p.add_argument(
+            "--n-boot",
+            type=int,
+            default=2500,
+            metavar="B",
+            help="bootstrap replicates of --gof (default 2500)",
+        )
+        p.add_argument(
+            "--seed", type=int, default=0, help="seed of --randomize and --gof (default 0)"
+        )
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
         p.add_argument(
             "--threads",
@@ -343,6 +359,8 @@ def _analysis_kwargs(args) -> dict:
         randomize=args.randomize,
         mp_fit=args.mp_fit,
         detx=args.detx,
+        gof=args.gof,
+        n_boot=args.n_boot,
         key=args.seed,
         progress=False if args.quiet else True,
     )

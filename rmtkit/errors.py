@@ -122,6 +122,18 @@ class RowWarning(enum.StrEnum):
         "The fit found no admissible tail or a non-finite alpha: the fit-based metrics are "
         "NaN, the others reported.",
     )
+    SHORT_TAIL = (
+        "short-tail",
+        "``gof=True``: the fitted tail has fewer than 10 eigenvalues, too few to test whether it "
+        "is a power law: the goodness-of-fit values are NaN, alpha is reported (docs/math.md "
+        "§12).",
+    )
+    NOT_POWER_LAW = (
+        "not-power-law",
+        "``gof=True``: the CSN goodness-of-fit p-value ``pl_pvalue`` is at most 0.1, so the tail "
+        "is not a power law and its alpha does not measure a heavy tail (docs/math.md §12); "
+        "alpha is still reported.",
+    )
     OVER_TRAINED = (
         "over-trained",
         "Fitted, alpha < 2: hints at over-training (docs/math.md §4).",
@@ -154,4 +166,6 @@ FITTED_WARNINGS = (
     RowWarning.OVER_TRAINED,
     RowWarning.UNDER_TRAINED,
     RowWarning.FIT_FAILED,
+    RowWarning.SHORT_TAIL,
+    RowWarning.NOT_POWER_LAW,
 )

@@ -16,12 +16,34 @@ from rmtkit._engine.kernels import (
     RAND_VARS,
     KernelOptions,
     batch_size,
+    run_gof,
     run_kernels,
 )
 from rmtkit._engine.rows import Row
 from rmtkit.core.esd import bucket_length, pad_spectra
 
-__all__ = ["Fitter"]
+__all__ = ["GOF_STREAM", "Fitter", "gof_keys"]
+
+#: the goodness-of-fit bootstrap of row (layer_id, slice_id) draws from
+#: ``fold_in(fold_in(fold_in(key, GOF_STREAM), layer_id), slice_id)`` (apart from the
+#: randomization's ``fold_in(key, layer_id)``)
+GOF_STREAM = 0x60F
+
+
+def gof_keys(key, rows: list[Row], size: int) -> np.ndarray:
+    """The key data of the rows' bootstrap keys (:data:`GOF_STREAM`), padded to ``size`` rows
+    with the first one: a row's key depends on its layer and slice only, not on its bucket."""
+    base = jax.random.fold_in(key, GOF_STREAM)
+    data = [
+        np.asarray(
+            jax.random.key_data(
+                jax.random.fold_in(jax.random.fold_in(base, r.layer_id), r.slice_id)
+            )
+        )
+        for r in rows
+    ]
+    data += [data[0]] * (size - len(rows))
+    return np.stack(data)
 
 
 def _rand_inputs(chunk: list[Row], length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +57,14 @@ def _rand_inputs(chunk: list[Row], length: int, size: int) -> tuple[np.ndarray, 
     return rand, top
 
 
-def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions) -> None:
+def _spread(values: np.ndarray, index: list[int], size: int) -> np.ndarray:
+    """``values`` at rows ``index`` of a length-``size`` float array, NaN elsewhere."""
+    out = np.full(size, np.nan)
+    out[index] = values
+    return out
+
+
+def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions, key=None) -> None:
     """Run the kernels on one chunk of rows of a bucket (padded to ``size`` rows of
     ``length``); fill ``row.values``."""
     evals, mask = pad_spectra([r.evals for r in chunk], length=length)
@@ -50,6 +79,10 @@ def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions) ->
         rand = _rand_inputs(chunk, length, size)
     with jax.enable_x64(True):
         out = run_kernels(opts, evals, mask, n_rows, q, m_slice, rand)
+        tested = [i for i, r in enumerate(chunk) if not r.warning]  # scale-only rows: no test
+        if opts.gof and tested:
+            gof = run_gof(opts, evals[tested], mask[tested], gof_keys(key, chunk, size)[tested])
+            out.update({k: _spread(v, tested, size) for k, v in gof.items()})
     for i, r in enumerate(chunk):
         r.values.update(
             {
@@ -64,8 +97,9 @@ class Fitter:
     """Fits rows in bucket chunks as they arrive (module docstring); :meth:`finish` fits the
     partial chunks."""
 
-    def __init__(self, opts: KernelOptions):
+    def __init__(self, opts: KernelOptions, key=None):
         self.opts = opts
+        self.key = key  # the analysis key (typed), for the goodness-of-fit bootstrap
         self.waiting: dict[int, list[Row]] = {}
 
     def add(self, rows: list[Row]) -> None:
@@ -75,12 +109,12 @@ class Fitter:
             group = self.waiting.setdefault(length, [])
             group.append(r)
             if len(group) == batch_size(length):
-                _fit_chunk(group, length, batch_size(length), self.opts)
+                _fit_chunk(group, length, batch_size(length), self.opts, self.key)
                 self.waiting[length] = []
 
     def finish(self) -> None:
         """Fit the partial chunks."""
         for length, group in sorted(self.waiting.items()):
             if group:
-                _fit_chunk(group, length, batch_size(length), self.opts)
+                _fit_chunk(group, length, batch_size(length), self.opts, self.key)
         self.waiting.clear()

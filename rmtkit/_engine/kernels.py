@@ -5,9 +5,11 @@ Spectra of different lengths are padded to a few bucket lengths
 fitted :func:`batch_size` rows at a time by **one** jitted ``jax.vmap`` per kernel, option set,
 bucket length and batch size, in float64: the power-law fit (:func:`rmtkit.fit_pl`, or
 :func:`rmtkit.fit_tpl`) with :func:`rmtkit.spectral_metrics`, and, as asked, the
-Marchenko-Pastur fit (:func:`rmtkit.mp_fit`), detX (:func:`rmtkit.detx`) and the statistics of
-the randomized spectra. So a 200-layer model compiles a handful of kernels, and the compiled
-executables are kept on disk between processes (:mod:`rmtkit._engine.stored`).
+Marchenko-Pastur fit (:func:`rmtkit.mp_fit`), detX (:func:`rmtkit.detx`), the statistics of
+the randomized spectra and the power law's goodness of fit (:func:`rmtkit.pl_pvalue`, its
+bootstrap for every row of the bucket in the same call, and :func:`rmtkit.pl_compare`). So a
+200-layer model compiles a handful of kernels, and the compiled executables are kept on disk
+between processes (:mod:`rmtkit._engine.stored`).
 
 Each kernel returns float64 arrays by variable name; the names, by group, are this module's
 ``*_VARS`` constants (the columns of :func:`rmtkit.analyze`). Count sentinels: a failed MP fit,
@@ -20,8 +22,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rmtkit._engine.stored import stored_kernel
+from rmtkit.core.gof import pl_compare, pl_pvalue
 from rmtkit.core.metrics import spectral_metrics
 from rmtkit.core.mp import mp_fit
 from rmtkit.core.powerlaw import fit_pl
@@ -35,12 +39,15 @@ __all__ = [
     "FINGER_VARS",
     "FIT_BUCKET_MIN",
     "FIT_VARS",
+    "GOF_ROWS",
+    "GOF_VARS",
     "MP_VARS",
     "METRIC_VARS",
     "RAND_VARS",
     "TPL_VARS",
     "KernelOptions",
     "batch_size",
+    "run_gof",
     "run_kernels",
 ]
 
@@ -88,6 +95,19 @@ RAND_VARS = (
 MP_VARS = ("sigma_mp", "bulk_min", "bulk_max", "num_spikes", "mp_softrank", "W_scale")
 #: ``detx=True``
 DETX_VARS = ("detX_num", "detX_val")
+#: ``gof=True``: the CSN p-value of the power law and the likelihood ratios (docs/math.md §12)
+GOF_VARS = (
+    "pl_pvalue",
+    "pl_pvalue_se",
+    "R_lognormal",
+    "p_lognormal",
+    "R_exponential",
+    "p_exponential",
+    "R_stretched_exp",
+    "p_stretched_exp",
+    "R_tpl",
+    "p_tpl",
+)
 
 
 @dataclass(frozen=True)
@@ -101,11 +121,24 @@ class KernelOptions:
     fix_fingers: str | None = None
     mp_fit: bool = False
     detx: bool = False
+    gof: bool = False
+    n_boot: int = 0
+    key_impl: str = "threefry2x32"
 
     def fit_only(self) -> "KernelOptions":
-        """The options the fit kernel depends on (its cache key): switching ``mp_fit`` or
-        ``detx`` on reuses the compiled fit."""
-        return replace(self, mp_fit=False, detx=False)
+        """The options the fit kernel depends on (its cache key): switching ``mp_fit``,
+        ``detx`` or ``gof`` on reuses the compiled fit."""
+        return replace(self, mp_fit=False, detx=False, gof=False, n_boot=0, key_impl="")
+
+    def gof_only(self) -> "KernelOptions":
+        """The options the goodness-of-fit kernel depends on (its cache key)."""
+        return KernelOptions(
+            xmin_method=self.xmin_method,
+            xmin_max=self.xmin_max,
+            gof=True,
+            n_boot=self.n_boot,
+            key_impl=self.key_impl,
+        )
 
     def variables(self, randomize: bool) -> list[str]:
         """The names of the values the kernels give a row, in table order."""
@@ -120,6 +153,8 @@ class KernelOptions:
             names += MP_VARS
         if self.detx:
             names += DETX_VARS
+        if self.gof:
+            names += GOF_VARS
         return names
 
 
@@ -225,15 +260,42 @@ def _rand_row(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
     return {k: jnp.where(ok | (k == "rand_distance"), v, nan) for k, v in _as_f64(out).items()}
 
 
+def _gof_row(evals, mask, key_data, opts: KernelOptions) -> dict:
+    """Goodness of fit of one row's power law (docs/math.md §12): the CSN p-value of
+    :func:`rmtkit.pl_pvalue` (``opts.n_boot`` replicates, all refitted in this call) and the
+    likelihood-ratio tests of :func:`rmtkit.pl_compare`, with the fit's xmin options."""
+    key = jax.random.wrap_key_data(key_data, impl=opts.key_impl)
+    fit_kw = dict(xmin_method=opts.xmin_method, xmin_max=opts.xmin_max)
+    p = pl_pvalue(evals, mask, key=key, n_boot=opts.n_boot, **fit_kw)
+    c = pl_compare(evals, mask, **fit_kw)
+    return _as_f64(
+        dict(
+            pl_pvalue=p.p_value,
+            pl_pvalue_se=p.se,
+            R_lognormal=c.R_lognormal,
+            p_lognormal=c.p_lognormal,
+            R_exponential=c.R_exponential,
+            p_exponential=c.p_exponential,
+            R_stretched_exp=c.R_stretched_exp,
+            p_stretched_exp=c.p_stretched_exp,
+            R_tpl=c.R_tpl,
+            p_tpl=c.p_tpl,
+        )
+    )
+
+
 _ROW_FUNCTIONS = {"mp": _mp_row, "detx": _detx_row, "rand": _rand_row}
 
 
 @functools.cache
 def _kernel_fn(what: str, opts: KernelOptions | None = None):
     """The vmapped per-bucket kernel (not jitted), one per option set: ``"fit"`` (fit +
-    metrics, keyed by the fit options), ``"mp"``, ``"detx"``, ``"rand"``."""
+    metrics, keyed by the fit options), ``"gof"`` (keyed by its options), ``"mp"``,
+    ``"detx"``, ``"rand"``."""
     if what == "fit":
         return jax.vmap(functools.partial(_fit_row, opts=opts))
+    if what == "gof":
+        return jax.vmap(functools.partial(_gof_row, opts=opts))
     return jax.vmap(_ROW_FUNCTIONS[what])
 
 
@@ -255,3 +317,21 @@ def run_kernels(opts: KernelOptions, evals, mask, n_rows, q, m_slice, rand=None)
     if rand is not None:
         out.update(_call_kernel("rand", None, evals, mask, rand[0], rand[1], q, m_slice))
     return jax.device_get(out)
+
+
+#: rows per call of the goodness-of-fit kernel: each row is already ``n_boot`` vmapped fits,
+#: so the bucket's padding rows (refitted ``n_boot`` times for nothing) are left out instead
+GOF_ROWS = 1
+
+
+def run_gof(opts: KernelOptions, evals, mask, keys) -> dict:
+    """The goodness-of-fit kernel (:func:`_gof_row`) on the rows of ``evals`` (padded to the
+    bucket length), :data:`GOF_ROWS` at a time; ``keys`` are the rows' key data
+    (``jax.random.key_data``). Host arrays by variable name (:data:`GOF_VARS`)."""
+    parts = []
+    for start in range(0, evals.shape[0], GOF_ROWS):
+        stop = min(start + GOF_ROWS, evals.shape[0])
+        take = list(range(start, stop)) + [start] * (GOF_ROWS - (stop - start))
+        out = _call_kernel("gof", opts.gof_only(), evals[take], mask[take], keys[take])
+        parts.append({k: v[: stop - start] for k, v in jax.device_get(out).items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in GOF_VARS} if parts else {}

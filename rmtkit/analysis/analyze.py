@@ -44,11 +44,12 @@ from rmtkit.analysis.checks import finish_row, plan
 from rmtkit.analysis.collect import collect
 from rmtkit.analysis.dataset import rows_dataset
 from rmtkit.analysis.inputs import describe_input, resolve
-from rmtkit.analysis.options import DEFAULT_MIN_EVALS, check_options
+from rmtkit.analysis.options import DEFAULT_MIN_EVALS, DEFAULT_N_BOOT, check_options
 from rmtkit.analysis.select import parse_layers, select
 from rmtkit.collection.finetune import is_lora_adapter
 from rmtkit.core import validate
 from rmtkit.core.esd import CONV_NORM
+from rmtkit.core.gof import PL_P_THRESHOLD
 from rmtkit.errors import SCALE_ONLY_WARNINGS, InvalidArgumentError, RowWarning
 
 __all__ = ["SUMMARY_VARS", "analyze", "describe", "spectra", "summary"]
@@ -87,13 +88,23 @@ def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False) -> No
     )
 
 
+def _key_impl(key) -> str:
+    """The PRNG implementation of the ``key`` option (checked later by ``as_key``)."""
+    try:
+        import jax
+
+        return str(jax.random.key_impl(validate.as_key(key)))
+    except Exception:  # noqa: BLE001 -- a bad key is refused by validate.as_key below
+        return "threefry2x32"
+
+
 class _FitAsRead:
     """The rows to fit go to the :class:`rmtkit._engine.fitter.Fitter` as each layer comes
     back (:func:`rmtkit.analysis.collect.collect`'s ``on_rows``); :meth:`finish` fits the rest
     and labels every fitted row (:func:`rmtkit.analysis.checks.finish_row`)."""
 
-    def __init__(self, opts):
-        self.fitter = Fitter(opts)
+    def __init__(self, opts, key=None):
+        self.fitter = Fitter(opts, key)
         self.fitted: list[Row] = []
 
     def __call__(self, rows: list[Row]) -> None:
@@ -126,6 +137,8 @@ def analyze(
     randomize: bool = False,
     mp_fit: bool = False,
     detx: bool = False,
+    gof: bool = False,
+    n_boot: int = DEFAULT_N_BOOT,
     base: Any = None,
     lora: str = "delta",
     key: Any = None,
@@ -166,6 +179,18 @@ def analyze(
         bulk_max, num_spikes, mp_softrank, W_scale``.
     detx : bool
         detX / ERG tail (``rmtkit.detx``): ``detX_num, detX_val``.
+    gof : bool
+        Is each layer's tail a power law at all? (docs/math.md §12; ``fit="PL"`` without
+        ``xmax`` / ``fix_fingers``.) Adds the CSN goodness-of-fit p-value ``pl_pvalue``
+        (:func:`rmtkit.pl_pvalue`, ``n_boot`` replicates, every row's refitted in its
+        bucket's kernel) and its Monte-Carlo error ``pl_pvalue_se``, and the likelihood ratios
+        of :func:`rmtkit.pl_compare` against the lognormal, exponential, stretched
+        exponential and truncated power law: ``R_lognormal, p_lognormal, R_exponential,
+        p_exponential, R_stretched_exp, p_stretched_exp, R_tpl, p_tpl`` (R > 0 favours the
+        power law). A row with ``pl_pvalue <= 0.1`` is labelled ``"not-power-law"``, one whose
+        tail has fewer than 10 eigenvalues ``"short-tail"`` (NaN test values).
+    n_boot : int, default 2500
+        Bootstrap replicates of ``gof`` (CSN: 2,500 give the p-value to +-0.01).
     base : model, path or collection, optional
         Analyse :math:`W - W_{\rm base}` per layer, matched by exact node path; with a LoRA
         adapter as ``weights``, the base model of the adapter (:mod:`rmtkit.finetune`).
@@ -173,7 +198,8 @@ def analyze(
         For a LoRA adapter: analyse :math:`\Delta W = (\alpha/r) B A` alone, or the merged
         weights :math:`W_{\rm base} + \Delta W` of every base layer (needs ``base``).
     key : jax.random key or int, optional
-        Randomness of ``randomize``; layer ``i`` uses ``fold_in(key, layer_id)``. Default
+        Randomness of ``randomize`` (layer ``i`` uses ``fold_in(key, layer_id)``) and of the
+        ``gof`` bootstrap (:func:`rmtkit._engine.fitter.gof_keys`). Default
         ``jax.random.key(0)``: results are reproducible.
     progress : bool or "always", default True
         A progress bar on stderr when it is a terminal (``"always"``: in any case).
@@ -221,10 +247,13 @@ def analyze(
         detx=detx,
         lora=lora,
         progress=progress,
+        gof=gof,
+        n_boot=n_boot,
+        key_impl=_key_impl(key),
     )
     dask_client(executor)  # a bad executor fails before any work
-    validate.as_key(key)
-    fits = _FitAsRead(opts)
+    typed_key = validate.as_key(key)
+    fits = _FitAsRead(opts, typed_key if gof else None)
     rows = collect(
         weights,
         layers=layers,
@@ -257,8 +286,10 @@ def analyze(
         "randomize": randomize,
         "mp_fit": mp_fit,
         "detx": detx,
+        "gof": gof,
+        "n_boot": n_boot if gof else "None",
         "key": ("jax.random.key(0)" if key is None else describe_input(key))
-        if randomize
+        if randomize or gof
         else "None",
         "base": describe_input(base),
         "lora": lora if is_lora_adapter(weights) else "None",
@@ -392,7 +423,10 @@ def summary(details: xr.Dataset, *, dim: str = "layer") -> xr.Dataset:
     ``get_summary``).
 
     ``log_norm, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm, stable_rank`` (and
-    ``mp_softrank`` when present). Other dims (``model``, ``epoch``) are kept, so the summary
+    ``mp_softrank`` when present). With ``gof=True`` details, also the number of layers
+    tested (``num_pl_tested``: finite ``pl_pvalue``) and of those that pass CSN's test
+    (``num_pl_pass``: ``pl_pvalue > 0.1``, their tail is a plausible power law). Other dims
+    (``model``, ``epoch``) are kept, so the summary
     of concatenated results compares models. A variable that is NaN on every layer gives NaN.
     """
     if not isinstance(details, xr.Dataset):
@@ -407,7 +441,13 @@ def summary(details: xr.Dataset, *, dim: str = "layer") -> xr.Dataset:
         da = details[name]
         count = da.notnull().sum(dim)
         total = da.fillna(0.0).sum(dim)
-        out[name] = (total / count.where(count > 0)).drop_vars(
-            [c for c in da.coords if dim in da[c].dims], errors="ignore"
-        )
+        out[name] = _drop_layer_coords(total / count.where(count > 0), dim)
+    if "pl_pvalue" in details.data_vars:  # gof=True: how many layers pass CSN's test
+        p = details["pl_pvalue"]
+        out["num_pl_tested"] = _drop_layer_coords(p.notnull().sum(dim), dim)
+        out["num_pl_pass"] = _drop_layer_coords((p > PL_P_THRESHOLD).sum(dim), dim)
     return xr.Dataset(out, attrs={"rmtkit_function": "summary", "dim": dim})
+
+
+def _drop_layer_coords(da: xr.DataArray, dim: str) -> xr.DataArray:
+    return da.drop_vars([c for c in da.coords if dim in da[c].dims], errors="ignore")

@@ -30,6 +30,10 @@ NaN and a ``warning`` saying why. Checks, in this order (the first that applies 
   eigenvalues above 1e-5, ``xmax=-k`` dropping too many, an empty "peak" window, a TPL fit that
   does not converge): the fit-based metrics are NaN (``num_pl_spikes`` too), the others
   reported.
+- ``"short-tail"`` (``gof=True``): the fitted tail has fewer than 10 eigenvalues, too few
+  for the goodness-of-fit tests (their values NaN; alpha reported).
+- ``"not-power-law"`` (``gof=True``): the CSN p-value ``pl_pvalue`` is at most 0.1: the tail
+  is not a power law, so its alpha does not measure a heavy tail (alpha still reported).
 - ``""``: 2 <= alpha <= 6; ``"over-trained"``: alpha < 2; ``"under-trained"``: alpha > 6.
 
 Rows labelled ``too-few-evals``, ``rank-deficient`` or ``duplicate-evals`` keep their scale
@@ -58,6 +62,7 @@ from rmtkit._engine.kernels import (
     DETX_VARS,
     FINGER_VARS,
     FIT_VARS,
+    GOF_VARS,
     MP_VARS,
     RAND_VARS,
     TPL_VARS,
@@ -66,6 +71,7 @@ from rmtkit._engine.rows import Row
 from rmtkit._engine.spectra import layer_esd
 from rmtkit.collection.finetune import SKIP_ATTR
 from rmtkit.core.esd import CONV_NORM, oriented_shape, receptive_field
+from rmtkit.core.gof import GOF_MIN_TAIL, PL_P_THRESHOLD
 from rmtkit.core.metrics import alpha_warning
 from rmtkit.core.powerlaw import EVALS_THRESH
 from rmtkit.core.validate import is_real_dtype
@@ -252,13 +258,38 @@ def finish_row(r: Row) -> None:
             r.warning = RowWarning.DUPLICATE_EVALS
         else:
             r.warning = alpha_warning(alpha)
+            if "pl_pvalue" in v:
+                r.warning = _gof_warning(v, r.warning)
     if r.warning in SCALE_ONLY_WARNINGS:
         for name in (
-            FIT_VARS + ALPHA_METRIC_VARS + FINGER_VARS + TPL_VARS + MP_VARS + DETX_VARS + RAND_VARS
+            FIT_VARS
+            + ALPHA_METRIC_VARS
+            + FINGER_VARS
+            + TPL_VARS
+            + MP_VARS
+            + DETX_VARS
+            + RAND_VARS
+            + GOF_VARS
         ):
             if name in v:
                 v[name] = np.nan
     elif r.warning == RowWarning.FIT_FAILED:  # NaN, never a count of 0 (docs/math.md §4)
-        for name in FIT_VARS + ALPHA_METRIC_VARS + FINGER_VARS + TPL_VARS:
+        for name in FIT_VARS + ALPHA_METRIC_VARS + FINGER_VARS + TPL_VARS + GOF_VARS:
             if name in v:
                 v[name] = np.nan
+    elif r.warning == RowWarning.SHORT_TAIL:  # no test: never a p-value
+        for name in GOF_VARS:
+            v[name] = np.nan
+
+
+def _gof_warning(v: dict, label: str) -> str:
+    """The label of a fitted row with ``gof=True`` (docs/math.md §12): ``"short-tail"`` when
+    its tail is too short to test, ``"not-power-law"`` when CSN's p-value is at most 0.1,
+    else the alpha label."""
+    if label == RowWarning.FIT_FAILED:
+        return label
+    if not v["num_pl_spikes"] >= GOF_MIN_TAIL:
+        return RowWarning.SHORT_TAIL
+    if v["pl_pvalue"] <= PL_P_THRESHOLD:
+        return RowWarning.NOT_POWER_LAW
+    return label

@@ -10,11 +10,13 @@ from rmtkit.core import validate
 from rmtkit.core.powerlaw import FIX_FINGERS, XMIN_METHODS
 from rmtkit.errors import InvalidArgumentError
 
-__all__ = ["DEFAULT_MIN_EVALS", "FITS", "PROGRESS", "check_options"]
+__all__ = ["DEFAULT_MIN_EVALS", "DEFAULT_N_BOOT", "FITS", "PROGRESS", "check_options"]
 
 #: default ``min_evals``: the power-law fit needs ~50 eigenvalues to mean anything
 #: (docs/math.md §8; WeightWatcher's default is 8)
 DEFAULT_MIN_EVALS = 50
+#: default ``n_boot`` of ``gof=True``: CSN's 2,500 replicates give the p-value to +-0.01
+DEFAULT_N_BOOT = 2500
 #: the ``fit`` option: power law, truncated power law, TPL with the "peak" xmin range
 FITS = ("PL", "TPL", "E_TPL")
 #: the named value of ``progress`` besides True / False: draw the bar even off a terminal
@@ -46,6 +48,9 @@ def check_options(
     detx,
     lora,
     progress=False,
+    gof=False,
+    n_boot=DEFAULT_N_BOOT,
+    key_impl="threefry2x32",
 ) -> KernelOptions:
     """Check every option's type and range (no layer is read); the kernels' static options."""
     if not validate.is_int(min_evals) or min_evals < 0:
@@ -65,6 +70,7 @@ def check_options(
         ("randomize", randomize),
         ("mp_fit", mp_fit),
         ("detx", detx),
+        ("gof", gof),
     ):
         validate.flag(value, name)
     check_progress(progress)
@@ -85,6 +91,12 @@ def check_options(
             f"`fix_fingers` and `xmax` apply to fit='PL' only; got fit={fit!r}."
         )
     validate.choice(lora, "lora", LORA_MODES)
+    validate.positive(n_boot, "n_boot", integer=True)
+    if gof and (fit != "PL" or fix_fingers is not None or xmax is not None):
+        raise InvalidArgumentError(
+            "`gof=True` tests the power law of fit='PL' on [xmin, inf): it does not apply to "
+            f"fit={fit!r}, fix_fingers={fix_fingers!r} or xmax={xmax!r}."
+        )
     return KernelOptions(
         fit=fit,
         xmin_method=xmin_method,
@@ -93,4 +105,7 @@ def check_options(
         fix_fingers=fix_fingers,
         mp_fit=bool(mp_fit),
         detx=bool(detx),
+        gof=bool(gof),
+        n_boot=int(n_boot) if gof else 0,
+        key_impl=key_impl if gof else "threefry2x32",
     )

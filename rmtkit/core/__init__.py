@@ -10,6 +10,7 @@ before any computation.
 - :mod:`~rmtkit.core.esd` — spectra of weight matrices (§1), padding and buckets;
 - :mod:`~rmtkit.core.powerlaw` — the power-law fit, alpha (§2);
 - :mod:`~rmtkit.core.tpl` — the truncated power law (§3);
+- :mod:`~rmtkit.core.gof` — is the tail a power law at all? CSN p-value, likelihood ratios (§12);
 - :mod:`~rmtkit.core.metrics` — scale and shape metrics (§4);
 - :mod:`~rmtkit.core.mp` — the Marchenko-Pastur law and its fit (§5);
 - :mod:`~rmtkit.core.traps` — randomization and correlation traps (§6);

@@ -141,18 +141,22 @@ def _scan_block(
     return alpha, jnp.where(alpha > 1.0, ks, 1.0)
 
 
-def _block_size(length: int) -> int:
-    """Candidates per block: a power of two with ``block * length <= CHUNK_ELEMENTS``."""
+def _block_size(length: int, chunk: int = CHUNK_ELEMENTS) -> int:
+    """Candidates per block: a power of two with ``block * length <= chunk``."""
     block = 1
-    while block * 2 * length <= CHUNK_ELEMENTS and block * 2 <= length:
+    while block * 2 * length <= chunk and block * 2 <= length:
         block *= 2
     return block
 
 
-def _scan_all(lx: Array, n: Array, *, small: Array, force: bool) -> tuple[Array, Array]:
-    """``(alpha_i, D_i)`` for every candidate position ``0 .. length-1``, block by block."""
+def _scan_all(
+    lx: Array, n: Array, *, small: Array, force: bool, chunk: int = CHUNK_ELEMENTS
+) -> tuple[Array, Array]:
+    """``(alpha_i, D_i)`` for every candidate position ``0 .. length-1``, block by block
+    (at most ``chunk`` candidate x data pairs per block: the results do not depend on it;
+    smaller blocks stay in cache, which is faster when many fits run under ``vmap``)."""
     length = lx.shape[0]
-    block = _block_size(length)
+    block = _block_size(length, chunk)
     n_blocks = -(-length // block)
     if n_blocks == 1:
         return _scan_block(jnp.asarray(0), length, lx, n, small=small, force=force)
@@ -261,7 +265,7 @@ def _peak_allowed(x: Array, n: Array, xmin_max) -> Array:
     return (x >= lower) & (x <= upper)
 
 
-def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):
+def _search(x: Array, n: Array, *, force: bool, allowed: Array | None, chunk=CHUNK_ELEMENTS):
     """Best candidate by the docs/math.md §2 rules: ``(index, alpha, D)``; index = -1 if none.
 
     Float64 data are scanned in float32 (the O(n²) KS step runs ~10x faster), then the
@@ -279,7 +283,7 @@ def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):
     lx = jnp.log(x)
     fast = lx.astype(jnp.float32)
     positions = jnp.arange(length)
-    alpha, ks = _scan_all(fast, n, small=small, force=force)
+    alpha, ks = _scan_all(fast, n, small=small, force=force, chunk=chunk)
     score, valid = _score(alpha, ks, n, positions, small=small, allowed=allowed)
     if fast.dtype != lx.dtype:
         _, top = jax.lax.top_k(-score, min(RESCORE, length))
@@ -299,7 +303,7 @@ def _search(x: Array, n: Array, *, force: bool, allowed: Array | None):
     return best, alpha[jnp.maximum(best, 0)], ks[jnp.maximum(best, 0)]
 
 
-def _one_fit(x, n, *, xmin, xmin_method, xmin_max, force):
+def _one_fit(x, n, *, xmin, xmin_method, xmin_max, force, chunk=CHUNK_ELEMENTS):
     """``(index, alpha, D)`` of one fit on sorted data ``x[:n]``, any xmin rule."""
     if xmin is not None or xmin_method == "median":
         if xmin is not None:
@@ -310,7 +314,7 @@ def _one_fit(x, n, *, xmin, xmin_method, xmin_max, force):
         alpha, ks = _fit_at(x, n, i, small=False, force=force)
         return i, alpha, ks
     allowed = _peak_allowed(x, n, xmin_max) if xmin_method == "peak" else None
-    return _search(x, n, force=force, allowed=allowed)
+    return _search(x, n, force=force, allowed=allowed, chunk=chunk)
 
 
 def _succeeded(n: Array, i: Array, alpha: Array, ks: Array) -> Array:
@@ -476,6 +480,7 @@ def fit_pl(
         "finger_thresh",
         "thresh",
         "ci",
+        "chunk",
     ),
 )
 def _fit_pl_compiled(
@@ -492,14 +497,16 @@ def _fit_pl_compiled(
     finger_thresh,
     thresh,
     ci,
+    chunk=CHUNK_ELEMENTS,
 ) -> PowerLawFit:
     """The body of :func:`fit_pl` on validated inputs, compiled once per shape and options
-    (so eager calls are fast too; under an outer ``jit``/``vmap`` it is simply inlined)."""
+    (so eager calls are fast too; under an outer ``jit``/``vmap`` it is simply inlined).
+    ``chunk`` bounds the block of the KS scan (:func:`_scan_all`); it changes the speed only."""
     x, n, bad = _sorted_valid(x, m, thresh)
     if drop:
         too_many = drop > n // 2
         n = jnp.where(too_many, 0, n - drop)
-    fit_kw = dict(xmin=xmin, xmin_method=xmin_method, xmin_max=xmin_max, force=force)
+    fit_kw = dict(xmin=xmin, xmin_method=xmin_method, xmin_max=xmin_max, force=force, chunk=chunk)
     i, alpha, ks = _one_fit(x, n, **fit_kw)
     if fix_fingers is None:
         return _assemble(x, n, i, alpha, ks, ci=ci, bad=bad)

@@ -10,7 +10,10 @@ Per layer (pure inputs: eigenvalues and fits; a fit is computed only when none i
   randomized eigenvalue (correlation-trap line);
 - :func:`plot_mp` — the Marchenko–Pastur fit over the bulk of the spectrum rescaled to mean 1,
   with the spike edge;
-- :func:`plot_layer` — all of the above for one layer, one figure per panel.
+- :func:`plot_layer` — all of the above for one layer, one figure per panel;
+- :func:`plot_gof` — is the tail a power law? the bootstrap distribution of D with the observed
+  D (:func:`plot_gof_bootstrap`) and the tail's CCDF with the fitted alternatives
+  (:func:`plot_tail_models`), docs/math.md §12.
 
 Per model (from the :func:`rmtkit.analyze` Dataset, dim ``layer``):
 
@@ -54,6 +57,7 @@ folder's private names. :mod:`rmtkit.plot.layer` draws one layer from arrays,
 :mod:`rmtkit.plot.model` a model from Datasets.
 """
 
+from rmtkit.plot.gof import plot_gof, plot_gof_bootstrap, plot_tail_models
 from rmtkit.plot.layer import plot_esd, plot_layer, plot_mp, plot_pl_candidates, plot_randomized
 from rmtkit.plot.model import plot_alpha_hist, plot_correlation_flow, plot_layers, plot_model
 from rmtkit.plot.style import (
@@ -78,11 +82,14 @@ __all__ = [
     "plot_alpha_hist",
     "plot_correlation_flow",
     "plot_esd",
+    "plot_gof",
+    "plot_gof_bootstrap",
     "plot_layer",
     "plot_layers",
     "plot_model",
     "plot_mp",
     "plot_pl_candidates",
     "plot_randomized",
+    "plot_tail_models",
     "save_figure",
 ]

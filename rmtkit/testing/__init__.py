@@ -15,6 +15,7 @@ Each strategy draws data together with the property it guarantees, so a property
 strategy                   returns                  truth
 ========================== ======================== ===========================================
 `pareto_samples`           `ParetoSample`           exponent alpha, xmin of i.i.d. Pareto draws
+`alternative_samples`      `AlternativeSample`      a lognormal / exponential / TPL tail: no PL
 `gaussian_matrices`        `GaussianMatrix`         MP edges, Tracy–Widom centre/scale
 `spiked_matrices`          `SpikedMatrix`           BBP outlier locations and count
 `heavy_tailed_matrices`    `HeavyTailedMatrix`      ESD tail exponent 1 + mu/2 (asymptotic)
@@ -37,12 +38,14 @@ from rmtkit.testing.matrices import (
 )
 from rmtkit.testing.samples import pareto_draws, tpl_draws, wishart_eigenvalues
 from rmtkit.testing.strategies import (
+    AlternativeSample,
     GaussianMatrix,
     HeavyTailedMatrix,
     ParetoSample,
     PrescribedMatrix,
     SpikedMatrix,
     TrappedMatrix,
+    alternative_samples,
     gaussian_matrices,
     heavy_tailed_matrices,
     log_uniform_spectrum,
@@ -56,6 +59,8 @@ from rmtkit.testing.theory import bbp_outlier, bbp_threshold, mp_edges, tracy_wi
 
 __all__ = [
     "add_spikes",
+    "alternative_samples",
+    "AlternativeSample",
     "bbp_outlier",
     "bbp_threshold",
     "GaussianMatrix",

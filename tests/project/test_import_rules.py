@@ -26,7 +26,7 @@ RULES: dict[str, tuple[frozenset, frozenset]] = {
     "rmtkit/errors.py": (frozenset(), frozenset()),
     "rmtkit/core": (
         frozenset({"rmtkit.errors"}),
-        frozenset({"jax", "numpy", "scipy", "jaxtyping"}),
+        frozenset({"jax", "numpy", "scipy", "jaxtyping", "optimistix"}),
     ),
     "rmtkit/_engine": (
         frozenset({"rmtkit.errors", "rmtkit.core"}),
