@@ -7,12 +7,11 @@
 2. the core checks, run side by side (each single-process):
    - the doctests of the math layer (``rmtkit/core``);
    - the jaxtyping + beartype pass over the core tests: every annotation of ``rmtkit.core`` is
-     checked at every call (``-m "not bad_input"``: the hook would pre-empt rmtkit's own argument
-     errors there);
-   - the core tests in a core-only environment (``.venv-core``: rmtkit's runtime dependencies and
-     the test runner, no onnx, torch, keras or dask; created here when missing; the tests that
-     need an optional package skip there, and run in the jaxtyping pass, where every optional
-     dependency is required);
+     checked at every call (``-m "not bad_input and not slow"``: the hook would pre-empt rmtkit's
+     own argument errors, and the slow statistical tests repeat the same calls many times);
+   - all the core tests in a core-only environment (``.venv-core``: rmtkit's runtime
+     dependencies, the test runner and the reference packages of the ``core-test`` extra; no
+     onnx, torch, keras or dask; created here when missing);
 3. the rest of the suite on all cores (``pytest-xdist``), every optional dependency required
    (``RMTKIT_REQUIRE_ALL_DEPS=1``: a missing one fails instead of skipping). ``tests/core`` ran in
    step 2 (twice), so it is not run a third time.
@@ -84,17 +83,15 @@ def main(argv: list[str] | None = None) -> int:
             *PYTEST,
             "--jaxtyping-packages=rmtkit.core,beartype.beartype",
             "-m",
-            "not bad_input",
+            "not bad_input and not slow",
             "tests/core",
         ],
         "core tests, core-only environment": [str(core), *PYTEST, "tests/core"],
     }
-    # the full environment must have every optional dependency (the reference packages of the core
-    # tests included); the core-only one lacks them by design, so its tests that need one skip
+    # a test whose optional dependency is missing fails instead of skipping (the core-only
+    # environment has every dependency of the core tests: no core test may skip there either)
     full_env = dict(os.environ, RMTKIT_REQUIRE_ALL_DEPS="1")
-    core_env = {k: v for k, v in os.environ.items() if k != "RMTKIT_REQUIRE_ALL_DEPS"}
-    envs = {"core tests, core-only environment": core_env}
-    running = {title: _start(title, cmd, envs.get(title, full_env)) for title, cmd in steps.items()}
+    running = {title: _start(title, cmd, full_env) for title, cmd in steps.items()}
     codes = [_wait(title, started, exit_on_failure=False) for title, started in running.items()]
     if any(codes):
         sys.exit(next(code for code in codes if code))
