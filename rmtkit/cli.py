@@ -51,6 +51,7 @@ _TABLE_COLUMNS = [
     "rand_distance",
     "num_traps",
     "detX_num",
+    "pl_pvalue",
     "warning",
 ]
 
@@ -348,6 +349,8 @@ def _save_details(details, out: str, *, allow_parquet: bool = True) -> None:
 def _analysis_kwargs(args) -> dict:
     from rmtkit import DEFAULT_MIN_EVALS
 
+    if args.n_boot < 1:
+        raise _CliError(f"--n-boot must be >= 1 (bootstrap replicates of --gof); got {args.n_boot}")
     return dict(
         layers=_layer_items(args.layers),
         min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
@@ -430,7 +433,12 @@ def _cmd_analyze(args) -> int:
     if plot is not None:
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
-        plot.plot_model(details, savefig=folder, weights=model if args.base is None else None)
+        plot.plot_model(
+            details,
+            savefig=folder,
+            weights=model if args.base is None else None,
+            key=args.seed,  # the analysis's: the randomized ESD and the bootstrap it measured
+        )
         _close_figures()
         print(f"wrote figures to {folder}")
     if args.report is not None:

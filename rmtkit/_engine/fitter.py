@@ -22,7 +22,7 @@ from rmtkit._engine.kernels import (
 from rmtkit._engine.rows import Row
 from rmtkit.core.esd import bucket_length, pad_spectra
 
-__all__ = ["GOF_STREAM", "Fitter", "gof_keys"]
+__all__ = ["GOF_STREAM", "Fitter", "gof_key", "gof_keys"]
 
 #: the goodness-of-fit bootstrap of row (layer_id, slice_id) draws from
 #: ``fold_in(fold_in(fold_in(key, GOF_STREAM), layer_id), slice_id)`` (apart from the
@@ -30,18 +30,17 @@ __all__ = ["GOF_STREAM", "Fitter", "gof_keys"]
 GOF_STREAM = 0x60F
 
 
-def gof_keys(key, rows: list[Row], size: int) -> np.ndarray:
-    """The key data of the rows' bootstrap keys (:data:`GOF_STREAM`), padded to ``size`` rows
-    with the first one: a row's key depends on its layer and slice only, not on its bucket."""
+def gof_key(key, layer_id: int, slice_id: int):
+    """The bootstrap key of row ``(layer_id, slice_id)`` of an analysis with ``key`` (typed):
+    ``fold_in(fold_in(fold_in(key, GOF_STREAM), layer_id), slice_id)``."""
     base = jax.random.fold_in(key, GOF_STREAM)
-    data = [
-        np.asarray(
-            jax.random.key_data(
-                jax.random.fold_in(jax.random.fold_in(base, r.layer_id), r.slice_id)
-            )
-        )
-        for r in rows
-    ]
+    return jax.random.fold_in(jax.random.fold_in(base, layer_id), slice_id)
+
+
+def gof_keys(key, rows: list[Row], size: int) -> np.ndarray:
+    """The key data of the rows' bootstrap keys (:func:`gof_key`), padded to ``size`` rows
+    with the first one: a row's key depends on its layer and slice only, not on its bucket."""
+    data = [np.asarray(jax.random.key_data(gof_key(key, r.layer_id, r.slice_id))) for r in rows]
     data += [data[0]] * (size - len(rows))
     return np.stack(data)
 

@@ -21,7 +21,8 @@ Per model (from the :func:`rmtkit.analyze` Dataset, dim ``layer``):
   per entry of any other dim (``model``, ``epoch``);
 - :func:`plot_alpha_hist` — histograms of the layer alphas, one per entry of a ``model`` dim;
 - :func:`plot_model` — both (and, given the weights, every layer's panels);
-- :func:`plot_layers` — the per-layer panels of every analyzed layer of a model.
+- :func:`plot_layers` — the per-layer panels of every analyzed layer of a model (with
+  ``gof=True`` details, each tested layer's two goodness-of-fit figures too).
 
 Every function returns :class:`matplotlib.figure.Figure` objects (or dicts of them) built
 without pyplot, so nothing is shown, no global figure state is touched and no backend is
@@ -37,6 +38,8 @@ file                                        figure
 ``<layer_id>_<name>_pl_candidates.png``     :func:`plot_pl_candidates`
 ``<layer_id>_<name>_randomized.png``        :func:`plot_randomized`
 ``<layer_id>_<name>_mp.png``                :func:`plot_mp`
+``<layer_id>_<name>_gof_bootstrap.png``     :func:`plot_gof_bootstrap` (:func:`plot_layers`)
+``<layer_id>_<name>_gof_tail.png``          :func:`plot_tail_models` (:func:`plot_layers`)
 ``correlation_flow.png``                    :func:`plot_correlation_flow`
 ``alpha_hist.png``                          :func:`plot_alpha_hist`
 ==========================================  ===========================================

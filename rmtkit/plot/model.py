@@ -11,6 +11,7 @@ import numpy as np
 
 import rmtkit
 from rmtkit.errors import FITTED_WARNINGS, InvalidArgumentError
+from rmtkit.plot.gof import plot_gof_bootstrap, plot_tail_models
 from rmtkit.plot.layer import plot_layer
 from rmtkit.plot.style import (
     _MARKERS,
@@ -323,6 +324,8 @@ def plot_layers(
     pool: bool | None = None,
     randomize: bool | None = None,
     mp_fit: bool | None = None,
+    gof: bool | None = None,
+    n_boot: int | None = None,
     key=None,
     bins: int | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -356,10 +359,22 @@ def plot_layers(
     randomize, mp_fit : bool, optional
         Draw the randomized / MP panels. Default: as analyzed (``details`` has
         ``max_rand_eval`` / ``sigma_mp``); without ``details``, False.
+    gof : bool, optional
+        Draw the goodness-of-fit panels (docs/math.md §12) of every tested row: the bootstrap
+        distribution of the KS distance with the observed one
+        (:func:`rmtkit.plot_gof_bootstrap`, ``gof_bootstrap``) and the tail's CCDF with the
+        fitted alternatives (:func:`rmtkit.plot_tail_models`, ``gof_tail``), computed by
+        :func:`rmtkit.layer_gof` with the analysis's options and ``key``, so the p-value
+        drawn is the row's ``pl_pvalue``, replicate for replicate. Rows with a NaN
+        ``pl_pvalue`` (``"short-tail"``, ``"fit-failed"``) get none. Default: as analyzed
+        (``details`` has ``pl_pvalue``); without ``details``, False (True: every drawn layer).
+    n_boot : int, optional
+        Bootstrap replicates of the ``gof`` panels. Default: the analysis's
+        (``details.attrs["n_boot"]``), else 2500.
     key : jax.random key or int, optional
-        Randomization key as in :func:`rmtkit.analyze` (default ``jax.random.key(0)``):
-        with the same key, the randomized ESD drawn is the one the analysis measured (its
-        first replica).
+        The key of :func:`rmtkit.analyze` (default ``jax.random.key(0)``): with the same
+        key, the randomized ESD drawn is the one the analysis measured (its first replica)
+        and the bootstrap drawn is the analysis's.
     bins : int, optional
         Bins of the histograms.
 
@@ -376,6 +391,7 @@ def plot_layers(
         key=key,
     )
     mp_fit = bool(_default(details, mp_fit, "sigma_mp"))
+    gof_kw = _gof_options(details, n_boot) if _default(details, gof, "pl_pvalue") else None
     by_row = {
         (str(name), _slice(sid, rf)): i
         for i, (name, sid, rf) in enumerate(
@@ -446,11 +462,45 @@ def plot_layers(
             savefig=folder,
         )
         stem = layer_file_stem(name, lid, sid)
+        if gof_kw is not None and (row is None or np.isfinite(_field(row, "pl_pvalue"))):
+            figs.update(_gof_panels(evals, lid, sid, gof_kw, key, folder, stem))
         if folder is not None:
             out[stem] = {panel: folder / f"{stem}_{panel}.png" for panel in figs}
         else:
             out[stem] = figs
     return out
+
+
+def _gof_options(details, n_boot: int | None) -> dict[str, Any]:
+    """The options of the goodness-of-fit panels: those of the analysis (``details.attrs``:
+    ``n_boot``, ``xmin_method``, ``xmin_max``), ``n_boot`` when given, else the defaults."""
+    attrs = {} if details is None else details.attrs
+    if n_boot is None:
+        recorded = attrs.get("n_boot")
+        n_boot = int(recorded) if isinstance(recorded, (int, np.integer)) else 2500
+    xmin_max = attrs.get("xmin_max")
+    return dict(
+        n_boot=n_boot,
+        xmin_method=str(attrs.get("xmin_method", "search")),
+        xmin_max=None if xmin_max is None or xmin_max == "None" else float(xmin_max),
+    )
+
+
+def _gof_panels(evals, layer_id, slice_id, gof_kw: dict, key, folder, stem) -> dict[str, Any]:
+    """The two goodness-of-fit figures of one row (:func:`rmtkit.layer_gof`), saved as
+    ``<stem>_gof_bootstrap.png`` and ``<stem>_gof_tail.png`` in ``folder`` (if any)."""
+    pvalue, comparison = rmtkit.layer_gof(
+        evals,
+        layer_id=-1 if layer_id is None else layer_id,
+        slice_id=0 if slice_id is None else slice_id,
+        key=key,
+        **gof_kw,
+    )
+    path = None if folder is None else folder / f"{stem}_gof_bootstrap.png"
+    boot = plot_gof_bootstrap(pvalue, savefig=path)
+    path = None if folder is None else folder / f"{stem}_gof_tail.png"
+    tail = plot_tail_models(evals, comparison, savefig=path)
+    return {"gof_bootstrap": boot, "gof_tail": tail}
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
