@@ -114,7 +114,7 @@ SUMMARY_READING = {
 _GROUPS = {
     "ok": "well trained by HT-SR (2 <= alpha <= 6)",
     "alpha": "fitted, alpha outside [2, 6]",
-    "failed": "fitted, but the fit failed",
+    "failed": "fitted, but alpha is not to be read (fit failed, or not a power law)",
     "scale": "not fitted: scale metrics only",
     "nodata": "no metrics: the weights could not be used",
     "other": "a label this version of rmtkit does not know",
@@ -144,7 +144,7 @@ def warning_class(label: str) -> str:
         return "ok"
     if member in (RowWarning.OVER_TRAINED, RowWarning.UNDER_TRAINED):
         return "alpha"
-    if member is RowWarning.FIT_FAILED:
+    if member in FITTED_WARNINGS:  # fit-failed, and the goodness-of-fit labels
         return "failed"
     if member in SCALE_ONLY_WARNINGS:
         return "scale"

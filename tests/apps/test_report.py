@@ -321,15 +321,27 @@ def test_text_from_the_model_is_escaped(tmp_path):
 
 
 def test_a_label_this_version_does_not_know(tmp_path):
-    """A newer analysis' label (issue 16's ``not-power-law``): coloured as 'other', explained
-    as unknown, its row still counted as fitted when its alpha is finite."""
+    """A newer analysis' label: coloured as 'other', explained as unknown, its row still counted
+    as fitted when its alpha is finite."""
     ds = hand_built([2.5, 3.0])
-    ds["warning"] = ("layer", np.array(["not-power-law", ""]))
+    ds["warning"] = ("layer", np.array(["from-a-newer-version", ""]))
     rmtkit.report(ds, tmp_path / "x.html", progress=False)
     p = Page((tmp_path / "x.html").read_text())
     assert [r["group"] for r in p.rows] == ["other", "ok"]
     assert "does not know" in p.text
     assert "<b>2</b> rows, <b>2</b> fitted" in p.text
+
+
+def test_goodness_of_fit_labels_are_fitted_rows_whose_alpha_is_not_to_be_read(tmp_path):
+    """``not-power-law`` and ``short-tail`` (analyze(gof=True)): fitted rows, coloured with the
+    failed fits, explained by their RowWarning docstrings."""
+    ds = hand_built([2.5, 3.0, 4.0])
+    ds["warning"] = ("layer", np.array(["not-power-law", "short-tail", ""]))
+    rmtkit.report(ds, tmp_path / "g.html", progress=False)
+    p = Page((tmp_path / "g.html").read_text())
+    assert [r["group"] for r in p.rows] == ["failed", "failed", "ok"]
+    assert "<b>3</b> rows, <b>3</b> fitted" in p.text
+    assert "made by a newer version" not in p.text  # each label explained by its docstring
 
 
 def test_series_from_a_concatenated_dataset(tmp_path):
