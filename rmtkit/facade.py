@@ -508,7 +508,9 @@ class WeightWatcher:
         self.details = _frame(ds, found, keep)
         self.figures = {}
         if plot:
-            self.figures = self._plot(tree, ds, savefig=savefig, key=key, base=base)
+            self.figures = self._plot(
+                tree, ds, savefig=savefig, key=key, base=base, lora=opts.get("lora")
+            )
         return self.details
 
     def _empty(self):
@@ -716,13 +718,18 @@ class WeightWatcher:
             raise _refuse(m, "sparsify", False, "only used by intra=True.")
         return opts
 
-    def _plot(self, tree, ds: xr.Dataset, *, savefig, key, base) -> dict:
+    def _plot(self, tree, ds: xr.Dataset, *, savefig, key, base, lora=None) -> dict:
         """WeightWatcher's per-layer figures (:func:`rmtkit.plot_layers`), one file per layer
         and figure in the folder ``savefig`` (``True``: ``"ww-img"``), never on screen."""
         folder = None
         if savefig:
             folder = Path(WW_DEFAULTS["savefig"] if savefig is True else savefig)
-        weights = tree if base is None else rmtkit.delta_collection(tree, rmtkit.load(base))
+        if is_lora_adapter(tree):
+            weights = rmtkit.lora_collection(tree, base=base, mode=lora or "delta")
+        elif base is not None:
+            weights = rmtkit.delta_collection(tree, rmtkit.load(base))
+        else:
+            weights = tree
         return rmtkit.plot_layers(weights, ds, savefig=folder, key=key)
 
     # ------------------------------------------------------------------------------ describe
@@ -917,7 +924,8 @@ class WeightWatcher:
         :math:`N \\ge M`: ``rmtkit.distances(..., orient=...)``). ``pool=False``: one row per
         kernel slice. ``details`` is indexed by ``layer_id`` with WeightWatcher's columns
         ``method, name, delta_W, delta_b, M, N, b_shape, longname`` (and ``slice_id``);
-        ``avg_dW``, ``avg_db`` are their means.
+        ``avg_dW``, ``avg_db`` are their means. As in WeightWatcher, only layers (slices, with
+        ``pool=False``) of 8 to 15000 eigenvalues are compared.
         """
         import pandas as pd
 
@@ -954,6 +962,9 @@ class WeightWatcher:
             a1, a2 = np.asarray(w1.values, np.float64), np.asarray(w2.values, np.float64)
             s1, s2 = np.asarray(rmtkit.slices(a1)), np.asarray(rmtkit.slices(a2))
             n_rows, n_cols = s1.shape[1], s1.shape[2]
+            n_evals = n_cols * s1.shape[0] if pool else n_cols
+            if not WW_DEFAULTS["min_evals"] <= n_evals <= WW_DEFAULTS["max_evals"]:
+                continue  # WeightWatcher compares only the layers (slices) it would analyse
             rows = (
                 [(None, s1, s2)]
                 if pool or a1.ndim == 2

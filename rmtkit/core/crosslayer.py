@@ -98,8 +98,9 @@ def intra_matrix(
 
 
 def _median(x: Array, axis=None) -> Array:
-    """numpy's median (the mean of the two middle values for an even count)."""
-    return jnp.median(x, axis=axis)
+    """numpy's median (the mean of the two middle values for an even count); the reduced axis
+    is kept, so the result broadcasts against ``x``."""
+    return jnp.median(x, axis=axis, keepdims=axis is not None)
 
 
 def stacked_matrix(mats: Sequence[Float[ArrayLike, "n m"]]) -> Float[Array, "p q"]:
