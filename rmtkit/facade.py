@@ -1069,7 +1069,15 @@ class WeightWatcher:
             return model
         out = self._write_back(model, rmtkit.sharpen(tree, key, layers=keep))
         if plot:
-            ds = rmtkit.analyze(tree, layers=keep, randomize=True, key=key, progress=False)
+            ds = rmtkit.analyze(
+                tree,
+                layers=keep,
+                randomize=True,
+                mp_fit=True,
+                key=key,
+                min_evals=WW_DEFAULTS["min_evals"],
+                progress=False,
+            )
             self.figures = rmtkit.plot_layers(tree, ds, randomize=True, mp_fit=True, key=key)
         return out
 

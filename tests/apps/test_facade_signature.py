@@ -120,7 +120,7 @@ def a_min_evals(net, tmp):
 
 
 def a_max_evals(net, tmp):
-    r = rows(ww(net).analyze(max_evals=37, max_N=40))
+    r = rows(ww(net).analyze(max_evals=37, max_N=100))
     assert r["fc1"]["warning"] == "too-many-evals" and np.isfinite(r["conv"]["alpha"])
 
 
@@ -349,7 +349,7 @@ DESCRIBE = {
         "min_evals", 37, lambda a, b: rows(a)["conv"]["warning"] == "too-few-evals" or pytest.fail()
     ),
     "max_evals": lambda net, tmp: (
-        rows(ww(net).describe(max_evals=37, max_N=40))["fc1"]["warning"] == "too-many-evals"
+        rows(ww(net).describe(max_evals=37, max_N=100))["fc1"]["warning"] == "too-many-evals"
         or pytest.fail()
     ),
     "min_size": "refused",
@@ -584,7 +584,8 @@ def test_argument_is_honoured_or_refused(method, arg, net, tmp_path):
         if method == "__init__":
             call = lambda: WeightWatcher(net, **{arg: value})  # noqa: E731
         else:
-            call = lambda: getattr(ww(net), method)(**{arg: value})  # noqa: E731
+            args = (net, net) if method == "distances" else ()
+            call = lambda: getattr(ww(net), method)(*args, **{arg: value})  # noqa: E731
         refused(call, arg)
         return
     check(net, tmp_path)

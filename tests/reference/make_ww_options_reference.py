@@ -19,6 +19,7 @@ this file:
                            factors, get_ESD outputs, the singular values (descending, per
                            kernel slice) of the smoothed layers
 """
+
 import contextlib
 import inspect
 import io
@@ -173,8 +174,12 @@ def analyze_calls(state, arrays):
             np.random.seed(seed)
         watcher = ww.WeightWatcher(model=model)
         details = quiet(watcher.analyze, **kw)
-        out[label] = dict(call=f"analyze({kw})", np_random_seed=seed, details=rows(details),
-                          summary=watcher.get_summary())
+        out[label] = dict(
+            call=f"analyze({kw})",
+            np_random_seed=seed,
+            details=rows(details),
+            summary=watcher.get_summary(),
+        )
 
     run("ww2x", ww2x=True)
     run("xmax_minus2", xmax=-2)
@@ -248,8 +253,9 @@ def other_model(state):
     """The second model of `distances`: a closed-form perturbation of the trained one (tests
     rebuild it the same way): 1.01 * v + 0.002 * sin(0, 1, 2, ...), in float32."""
     return {
-        k: (1.01 * v.astype(np.float64) + 0.002 * np.sin(np.arange(v.size)).reshape(v.shape))
-        .astype(np.float32)
+        k: (
+            1.01 * v.astype(np.float64) + 0.002 * np.sin(np.arange(v.size)).reshape(v.shape)
+        ).astype(np.float32)
         for k, v in state.items()
     }
 
@@ -260,8 +266,9 @@ def distance_calls(state, arrays):
     for method in ["raw", "euclidean", "cka"]:
         for pool in [True, False]:
             watcher = ww.WeightWatcher()
-            avg_dw, avg_db, details = quiet(watcher.distances, digits(state), digits(other),
-                                            method=method, pool=pool)
+            avg_dw, avg_db, details = quiet(
+                watcher.distances, digits(state), digits(other), method=method, pool=pool
+            )
             d = details.reset_index()
             out[f"{method}_pool_{pool}"] = dict(avg_dW=avg_dw, avg_db=avg_db, details=rows(d))
     return out
@@ -276,12 +283,17 @@ def layer_calls(state, arrays):
         r = np.asarray(quiet(ww.WeightWatcher(model=model).get_ESD, layer=layer, random=True))
         mats = quiet(ww.WeightWatcher(model=model).get_Weights, layer=layer)
         arrays[f"get_ESD_{layer}"] = e
-        out[str(layer)] = dict(n_esd=len(e), n_random=len(r), sum_esd=float(e.sum()),
-                               sum_random=float(r.sum()), max_random=float(r.max()),
-                               n_weights=len(mats),
-                               weight_shapes=[list(np.shape(w)) for w in mats],
-                               weight_fro=[float(np.linalg.norm(w)) for w in mats],
-                               weight_first=[float(np.asarray(w).flat[0]) for w in mats])
+        out[str(layer)] = dict(
+            n_esd=len(e),
+            n_random=len(r),
+            sum_esd=float(e.sum()),
+            sum_random=float(r.sum()),
+            max_random=float(r.max()),
+            n_weights=len(mats),
+            weight_shapes=[list(np.shape(w)) for w in mats],
+            weight_fro=[float(np.linalg.norm(w)) for w in mats],
+            weight_first=[float(np.asarray(w).flat[0]) for w in mats],
+        )
     return out
 
 
@@ -300,12 +312,18 @@ def smoothing_calls(state, arrays):
         res = {}
         for name in ["conv2", "conv3", "fc1", "fc2", "fc3"]:
             w = getattr(smoothed, name).weight.detach().numpy().astype(np.float64)
-            mats = [w] if w.ndim == 2 else [w[:, :, i, j] for i in range(w.shape[2])
-                                             for j in range(w.shape[3])]
+            mats = (
+                [w]
+                if w.ndim == 2
+                else [w[:, :, i, j] for i in range(w.shape[2]) for j in range(w.shape[3])]
+            )
             svals = [np.sort(np.linalg.svd(m, compute_uv=False))[::-1] for m in mats]
             arrays[f"smooth_{label}__{name}"] = np.stack(svals)
-            res[name] = dict(shape=list(w.shape), fro=float(np.linalg.norm(w)),
-                             svals_npz=f"smooth_{label}__{name}")
+            res[name] = dict(
+                shape=list(w.shape),
+                fro=float(np.linalg.norm(w)),
+                svals_npz=f"smooth_{label}__{name}",
+            )
         out[label] = dict(call=f"SVDSmoothing(layers=[2, 3, 5, 6, 7], **{kw})", layers=res)
     return out
 
