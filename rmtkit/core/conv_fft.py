@@ -53,7 +53,7 @@ def conv2d_fft_svals(
 ) -> Float[Array, " k"]:
     r"""Singular values of the periodic 2-D convolution operator of kernel ``w`` on an
     :math:`n \times n` grid (module docstring), ascending; :math:`n^2 \min(\text{fan\_out},
-    \text{fan\_in})` values.
+    \text{fan\_in})` values (all NaN when ``w`` holds NaN or Inf).
 
     Examples
     --------
@@ -67,10 +67,11 @@ def conv2d_fft_svals(
 
 @functools.partial(jax.jit, static_argnames=("n",))
 def _svals(w, n):
-    p = jnp.fft.fft2(w, s=(n, n), axes=(2, 3))  # (fan_out, fan_in, n, n)
+    finite = jnp.all(jnp.isfinite(w))  # NaN / Inf: zeros in (LAPACK may not return), NaN out
+    p = jnp.fft.fft2(jnp.where(finite, w, 0.0), s=(n, n), axes=(2, 3))  # (fan_out, fan_in, n, n)
     blocks = jnp.moveaxis(p, (2, 3), (0, 1)).reshape(n * n, w.shape[0], w.shape[1])
     s = jnp.linalg.svd(blocks, compute_uv=False)
-    return jnp.sort(s.reshape(-1)).astype(w.dtype)
+    return jnp.where(finite, jnp.sort(s.reshape(-1)), jnp.nan).astype(w.dtype)
 
 
 def conv2d_fft_esd(

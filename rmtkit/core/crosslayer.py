@@ -110,7 +110,8 @@ def stacked_matrix(mats: Sequence[Float[ArrayLike, "n m"]]) -> Float[Array, "p q
     :math:`(W - \mathrm{median}(W)) / \mathrm{MAD}_j(W)`, the median over all entries and the
     median absolute deviation of each column :math:`j` (``scipy.stats.median_abs_deviation``,
     unscaled); the results are padded with zero columns to the widest, stacked vertically and
-    transposed when there are more columns than rows.
+    transposed when there are more columns than rows. All NaN when an entry is not finite
+    (NaN / Inf input, or a column of zero MAD).
 
     Parameters
     ----------
@@ -136,4 +137,5 @@ def stacked_matrix(mats: Sequence[Float[ArrayLike, "n m"]]) -> Float[Array, "p q
         z = (a - _median(a)) / mad
         rows.append(jnp.pad(z, ((0, 0), (0, width - a.shape[1]))))
     out = jnp.concatenate(rows, axis=0)
+    out = jnp.where(jnp.all(jnp.isfinite(out)), out, jnp.nan)  # a zero MAD or bad input: NaN
     return out.T if out.shape[0] < out.shape[1] else out

@@ -97,12 +97,13 @@ def vector_entropy(v: Float[ArrayLike, " m"], *, bins: int = ENTROPY_BINS) -> Fl
     histogram of :math:`|v_i| - \overline{|v|}` (module docstring)."""
     v = validate.spectrum(v, "v")
     validate.positive(bins, "bins", integer=True)
-    a = jnp.abs(v)
+    finite = jnp.all(jnp.isfinite(v))
+    a = jnp.abs(jnp.where(finite, v, 0.0))
     counts, width = _histogram_counts(a - jnp.mean(a), bins)
     density = counts / (v.shape[0] * width)
     p = density + _EPSILON
     p = p / jnp.sum(p)
-    return -jnp.sum(p * jnp.log(p))
+    return jnp.where(finite, -jnp.sum(p * jnp.log(p)), jnp.nan)
 
 
 class VectorMetrics(NamedTuple):
@@ -129,7 +130,8 @@ def eigenvector_metrics(
     -------
     VectorMetrics
         ``evals`` (ascending, times ``scale``) and ``vec_entropy``, ``loc_ratio``,
-        ``part_ratio`` of the matching eigenvectors.
+        ``part_ratio`` of the matching eigenvectors; NaN for the vectors of a slice holding
+        NaN or Inf.
     """
     w = validate.weights(w)
     validate.positive(bins, "bins", integer=True)
@@ -139,8 +141,14 @@ def eigenvector_metrics(
 @functools.partial(jax.jit, static_argnames=("bins",))
 def _metrics(w, bins, scale) -> VectorMetrics:
     stack = oriented_slices(w, jnp)  # (rf, N, M)
+    # a slice with NaN / Inf is decomposed as zeros (LAPACK may not return on NaN) and its
+    # results set to NaN
+    finite = jnp.all(jnp.isfinite(stack), axis=(1, 2))
+    stack = jnp.where(finite[:, None, None], stack, 0.0)
     gram = jnp.einsum("rni,rnj->rij", stack, stack, precision=jax.lax.Precision.HIGHEST)
     evals, vecs = jnp.linalg.eigh(gram)  # vecs[r, :, j]: eigenvector j of slice r
+    vecs = jnp.where(finite[:, None, None], vecs, jnp.nan)
+    evals = jnp.where(finite[:, None], evals, jnp.nan)
     cols = jnp.swapaxes(vecs, 1, 2).reshape(-1, vecs.shape[1])  # (rf*M, M)
     lam = evals.reshape(-1) * scale
     order = jnp.argsort(lam)

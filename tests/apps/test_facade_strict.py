@@ -48,6 +48,7 @@ def test_weightwatchers_own_rules_are_typed_errors(kw, arg):
         WeightWatcher(net()).analyze(**kw)
 
 
+@pytest.mark.slow
 def test_types_and_columns():
     w = WeightWatcher(net())
     df = w.analyze(randomize=True, mp_fit=True, detX=True)

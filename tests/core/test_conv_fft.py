@@ -65,3 +65,9 @@ def test_bad_input():
         rmtkit.conv2d_fft_svals(np.ones((3, 3)))
     with pytest.raises(InvalidArgumentError, match="grid"):
         rmtkit.conv2d_fft_svals(np.ones((2, 2, 5, 5)), n=4)
+
+
+def test_non_finite_kernel_gives_nan():
+    k = np.ones((2, 2, 3, 3))
+    k[0, 1, 2, 2] = np.inf
+    assert np.isnan(np.asarray(rmtkit.conv2d_fft_svals(k, n=4))).all()

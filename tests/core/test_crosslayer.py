@@ -56,3 +56,11 @@ def test_bad_input():
         rmtkit.intra_matrix(np.ones((3, 4)), np.ones((4, 6)), sparsity=np.ones((3, 3)))
     with pytest.raises(InvalidWeightsError, match="empty"):
         rmtkit.stacked_matrix([])
+
+
+def test_non_finite_or_zero_mad_gives_nan():
+    flat = np.ones((4, 3))  # every column's MAD is 0
+    assert np.isnan(np.asarray(rmtkit.stacked_matrix([flat]))).all()
+    a = np.random.default_rng(0).standard_normal((5, 3))
+    a[1, 1] = np.nan
+    assert np.isnan(np.asarray(rmtkit.intra_matrix(a, np.ones((3, 4))))).all()

@@ -105,3 +105,15 @@ def test_bad_input():
         rmtkit.localization_ratio(np.ones((2, 2)))
     with pytest.raises(InvalidWeightsError):
         rmtkit.eigenvector_metrics(np.ones(5))
+
+
+def test_non_finite_input_gives_nan_never_a_number():
+    v = np.array([0.5, np.inf, 0.1])
+    assert np.isnan(float(rmtkit.vector_entropy(v)))
+    assert np.isnan(float(rmtkit.localization_ratio(v)))
+    assert np.isnan(float(rmtkit.participation_ratio(np.array([0.5, np.nan, 0.1]))))
+    w = np.random.default_rng(3).standard_normal((6, 4, 2, 2))
+    w[0, 0, 1, 1] = np.nan
+    vm = rmtkit.eigenvector_metrics(w)
+    bad = np.isnan(np.asarray(vm.loc_ratio))
+    assert bad.sum() == 4 and np.isfinite(np.asarray(vm.loc_ratio)[~bad]).all()
