@@ -47,6 +47,7 @@ from rmtkit.collection.tree import (
     sanitize_path,
     weight_node,
 )
+from rmtkit.core import validate
 from rmtkit.errors import (
     CorruptModelError,
     InvalidArgumentError,
@@ -247,8 +248,7 @@ def lora_collection(
         it is, and for each adapted one its delta and merged layers as the children
         ``lora_BA`` and ``lora_W_plus_AB`` (ids after the base layers').
     """
-    if mode not in LORA_MODES:
-        raise InvalidArgumentError(f"`lora` must be one of {LORA_MODES}; got {mode!r}.")
+    validate.choice(mode, "lora", LORA_MODES)
     folder = _adapter_dir(adapter)
     if folder is None:
         raise UnsupportedModelError(

@@ -25,8 +25,9 @@ strategy                   returns                  truth
 ========================== ======================== ===========================================
 
 Importing this subpackage needs ``hypothesis`` (``pip install 'rmtkit[test]'``); ``import
-rmtkit`` does not import it. The builders (:mod:`rmtkit.testing.matrices`) and laws
-(:mod:`rmtkit.testing.theory`) behind the strategies are plain numpy.
+rmtkit`` does not import it. The builders (:mod:`rmtkit.testing.matrices`), samplers
+(:mod:`rmtkit.testing.samples`: Pareto and truncated-power-law tails, Wishart spectra, each
+with its law) and laws (:mod:`rmtkit.testing.theory`) behind the strategies are plain numpy.
 """
 
 from rmtkit.testing.matrices import (
@@ -36,6 +37,7 @@ from rmtkit.testing.matrices import (
     plant_traps,
     with_spectrum,
 )
+from rmtkit.testing.samples import pareto_draws, tpl_draws, wishart_eigenvalues
 from rmtkit.testing.strategies import (
     GaussianMatrix,
     HeavyTailedMatrix,
@@ -72,6 +74,7 @@ __all__ = [
     "log_uniform_spectrum",
     "matrices_with_spectrum",
     "mp_edges",
+    "pareto_draws",
     "pareto_entries",
     "pareto_samples",
     "ParetoSample",
@@ -80,10 +83,12 @@ __all__ = [
     "seeds",
     "spiked_matrices",
     "SpikedMatrix",
+    "tpl_draws",
     "tracy_widom_edge",
     "trapped_matrices",
     "TrappedMatrix",
     "unit_vectors",
     "UnitVector",
+    "wishart_eigenvalues",
     "with_spectrum",
 ]
