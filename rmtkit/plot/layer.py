@@ -462,8 +462,7 @@ def plot_spacing(
     bins, ax, title, savefig
         As in :func:`plot_esd` (default file names ``level_spacing.png``, ``deltas.png``).
     """
-    if kind not in SPACING_KINDS:
-        raise InvalidArgumentError(f"`kind` must be one of {SPACING_KINDS}; got {kind!r}.")
+    validate.choice(kind, "kind", SPACING_KINDS)
     x = _values(evals)
     fit = _pl_fit(x, fit)
     _, xmin, _, _ = _fit_summary(fit)
@@ -539,8 +538,7 @@ def plot_vectors(
     bins, title, savefig
         As in :func:`plot_esd` (default file names ``<kind>.png``).
     """
-    if kind not in VECTOR_KINDS:
-        raise InvalidArgumentError(f"`kind` must be one of {VECTOR_KINDS}; got {kind!r}.")
+    validate.choice(kind, "kind", VECTOR_KINDS)
     evals = np.asarray(metrics.evals, dtype=np.float64)
     fit = _pl_fit(evals, fit)
     _, xmin, _, _ = _fit_summary(fit)
