@@ -403,13 +403,23 @@ def _singular_values(rows: list[Row]) -> None:
 
 def _vector_summaries(rows: list[Row]) -> None:
     """The bulk / tail means and variances of each eigenvector metric of the rows that have
-    them (``xmin`` of the row's fit splits them; NaN without a fit)."""
+    them (``xmin`` of the row's fit splits them; NaN without a fit).
+
+    The tail is the eigenvectors of the ``#(λ >= xmin)`` largest eigenvalues of the row's own
+    spectrum (the one the fit chose ``xmin`` from): the eigenvalues of the eigenvector
+    decomposition equal those only to rounding, and compared with ``xmin`` itself the vector
+    at ``xmin`` would fall on either side by a last bit.
+    """
     with jax.enable_x64(True):
         for r in rows:
             vm = r.extras.get("vectors")
             if vm is None:
                 continue
             xmin = r.values.get("xmin", np.nan)
+            lam = np.sort(np.asarray(vm["evals"], np.float64))
+            n_tail = int(np.sum(r.evals >= xmin)) if r.evals is not None else 0
+            if np.isfinite(xmin) and 0 < n_tail <= lam.size:
+                xmin = lam[-n_tail]  # the same split, in the decomposition's own eigenvalues
             for name in VECTOR_METRICS:
                 stats = bulk_tail(vm[name], vm["evals"], xmin)
                 for field, value in stats._asdict().items():

@@ -97,6 +97,11 @@ def test_clip_xmax_and_finger_knobs(watcher):
     compare(
         watcher.analyze(fix_fingers="clip_xmax", finger_thresh=0.05), "clip_xmax_thresh_0.05", FIT
     )
+    compare(
+        watcher.analyze(fix_fingers="clip_xmax", finger_thresh=0.05, max_fingers=4),
+        "clip_xmax_max_fingers_4",
+        FIT + ("num_fingers", "raw_alpha"),
+    )
     w = ARRAYS["fingers_W"]
 
     class FingerNet(nn.Module):
@@ -107,6 +112,7 @@ def test_clip_xmax_and_finger_knobs(watcher):
                 self.fc.weight.copy_(torch.from_numpy(w))
 
     fw = rmtkit.WeightWatcher(FingerNet())
+    close(fw.analyze().iloc[0], ww_rows("fingers_none")[0], FIT, what="fingers_none")
     for label, kw in [
         ("fingers_default", {}),
         ("fingers_thresh_10", dict(finger_thresh=10.0)),
@@ -160,7 +166,24 @@ def test_vectors(watcher):
         for part in ("bulk", "tail")
         for stat in ("mean", "var")
     ]
-    compare(watcher.analyze(vectors=True), "vectors", cols)
+    df = watcher.analyze(vectors=True)
+    # the eigenvector at xmin: WeightWatcher compares its scipy.linalg.eig eigenvalue with xmin
+    # (equal to 3e-16 on fc2), so it lands in the bulk or the tail by a rounding bit: in the
+    # bulk for fc2 in this reference run (README table); rmtkit keeps it in the tail
+    compare(df, "vectors", cols, skip=SMALL | {"fc2"})
+    theirs = {r["name"]: r for r in ww_rows("vectors")}["fc2"]
+    mine = df[df["name"] == "fc2"].iloc[0]
+    assert mine["num_pl_spikes"] == theirs["num_pl_spikes"] == 55
+    vm = rmtkit.eigenvector_metrics(STATE["fc2.weight"].astype(np.float64))
+    lam = np.asarray(vm.evals)
+    assert lam[-55] == pytest.approx(theirs["xmin"], rel=1e-14)
+    for name in ("vec_entropy", "loc_ratio", "part_ratio"):
+        for split, row in ((lam[-55], mine), (lam[-54], theirs)):  # xmin vector: tail / bulk
+            stats = rmtkit.bulk_tail(getattr(vm, name), lam, split)._asdict()
+            for field, value in stats.items():
+                part, stat = field.split("_")
+                col = f"{part}_{stat}_{name}"
+                np.testing.assert_allclose(float(value), row[col], rtol=1e-6, err_msg=col)
 
 
 def test_intra(watcher):
@@ -227,10 +250,9 @@ def test_summary_over_the_rows_weightwatcher_analyses(watcher):
         np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-6, err_msg=k)
 
 
-def test_peft(tmp_path):
-    """WeightWatcher's peft iterator on a model holding fc1, fc1_lora_A, fc1_lora_B, and
-    rmtkit's LoRA adapter folder of the same factors (lora_alpha = r: WeightWatcher applies no
-    alpha/r)."""
+def adapter_folder(tmp_path):
+    """rmtkit's LoRA adapter folder of the LoraNet factors (lora_alpha = r: WeightWatcher
+    applies no alpha/r) and the base as a collection."""
     st = require("safetensors.numpy")
     base, a, b = ARRAYS["lora_base"], ARRAYS["lora_A"], ARRAYS["lora_B"]
     folder = tmp_path / "adapter"
@@ -240,8 +262,29 @@ def test_peft(tmp_path):
         {"base_model.model.fc1.lora_A.weight": a, "base_model.model.fc1.lora_B.weight": b},
         str(folder / "adapter_model.safetensors"),
     )
-    tree = rmtkit.from_layers({"fc1": base})
-    df = rmtkit.WeightWatcher().analyze(model=str(folder), base_model=tree, peft="with_base")
+    return str(folder), rmtkit.from_layers({"fc1": base})
+
+
+def test_peft_true(tmp_path):
+    """peft=True: the ΔW = BA row only (named by its module in rmtkit), as WeightWatcher's peft
+    iterator gives it; no base model needed."""
+    folder, _ = adapter_folder(tmp_path)
+    df = rmtkit.WeightWatcher().analyze(model=folder, peft=True)
+    (theirs,) = DOC["lora"]["peft_true"]["details"]
+    assert list(df["name"]) == ["fc1"] and theirs["name"] == "fc1_lora_BA"
+    # rank 8: 8 eigenvalues above 1e-5, one admissible tail (all 8): both fit rules agree
+    close(df.iloc[0], theirs, FIT + SCALE, what="peft=True")
+    # WeightWatcher's truncated SVD keeps r = 8 components; rmtkit counts all 64 eigenvalues
+    # (56 of them zero: matrix_rank 8)
+    assert (df["num_evals"][0], df["matrix_rank"][0], theirs["num_evals"]) == (64, 8, 8)
+
+
+def test_peft(tmp_path):
+    """WeightWatcher's peft iterator on a model holding fc1, fc1_lora_A, fc1_lora_B, and
+    rmtkit's LoRA adapter folder of the same factors."""
+    base, a, b = ARRAYS["lora_base"], ARRAYS["lora_A"], ARRAYS["lora_B"]
+    folder, tree = adapter_folder(tmp_path)
+    df = rmtkit.WeightWatcher().analyze(model=folder, base_model=tree, peft="with_base")
     mine = {r["name"]: r for _, r in df.iterrows()}
     theirs = {r["name"]: r for r in DOC["lora"]["peft_with_base"]["details"]}
     close(mine["fc1"], theirs["fc1"], FIT + SCALE, what="base")
