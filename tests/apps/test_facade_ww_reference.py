@@ -159,6 +159,49 @@ def test_start_ids_and_layer_filters(watcher):
     )
 
 
+def test_describe(watcher):
+    """WeightWatcher's describe() columns, equal but on conv3 (its N/M swap: 32x64x2x2 kernel
+    reported as N 32, M 64 and 256 eigenvalues; README table)."""
+    mine = by_name(watcher.describe())
+    cols = ("layer_id", "N", "M", "rf", "num_evals", "Q", "layer_type", "longname")
+    for r in ww_rows("describe"):
+        ours = mine[(r["name"],)]
+        if r["name"] == "conv3":
+            assert (ours["N"], ours["M"], r["N"], r["M"]) == (64, 32, 32, 64)
+            assert (ours["num_evals"], r["num_evals"]) == (128, 256)
+            continue
+        for c in cols:
+            assert ours[c] == pytest.approx(r[c]) if isinstance(r[c], float) else ours[c] == r[c]
+
+
+def test_svd_method_and_max_evals(watcher):
+    compare(watcher.analyze(svd_method="accurate"), "svd_method_accurate", FIT + SCALE)
+    df = watcher.analyze(max_evals=200)
+    kept = df[df["warning"] != "too-many-evals"]
+    # conv3 has 128 eigenvalues: WeightWatcher counts 256 (its N/M swap) and drops it
+    assert sorted(kept["name"]) == sorted([r["name"] for r in ww_rows("max_evals_200")] + ["conv3"])
+    compare(kept, "max_evals_200", FIT + SCALE)
+    assert set(df[df["warning"] == "too-many-evals"]["name"]) == {"conv2", "fc1"}
+
+
+def test_xmin_peak_fits_where_weightwatcher_fails(watcher):
+    """fix_fingers="xmin_peak": every WeightWatcher 0.7.7 fit fails (its xmin range mixes log10
+    and linear units and needs pl_package="powerlaw"); rmtkit searches xmin in [0.95 p,
+    1.5 p], p the left edge of the tallest of 100 log10 bins (docs/math.md §2). The scale
+    columns do not depend on the fit and are equal."""
+    df = watcher.analyze(fix_fingers="xmin_peak")
+    for label in ("xmin_peak", "xmin_peak_xmin_max_0.3"):
+        assert {(r["status"], r["alpha"]) for r in ww_rows(label)} == {("failed", -1)}
+    compare(df, "xmin_peak", SCALE, skip=())
+    for name in ("fc1", "fc2"):
+        e = watcher.get_ESD(layer={"fc1": 5, "fc2": 6}[name])
+        counts, edges = np.histogram(np.log10(e[e > 0]), bins=100)
+        p = 10 ** edges[np.argmax(counts)]
+        row = df[df["name"] == name].iloc[0]
+        assert row["warning"] == "" and 0.95 * p <= row["xmin"] <= 1.5 * p
+        assert rmtkit.fit_pl(e, xmin=row["xmin"]).alpha == pytest.approx(row["alpha"], rel=1e-9)
+
+
 def test_vectors(watcher):
     cols = [
         f"{part}_{stat}_{name}"

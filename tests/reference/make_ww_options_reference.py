@@ -208,6 +208,12 @@ def analyze_calls(state, arrays):
     run("min_evals_50", min_evals=50)
     run("layers_names", layers=["fc1", "conv2"])
     run("layers_minus", layers=[-5, -6])
+    run("xmin_peak", fix_fingers="xmin_peak")
+    run("xmin_peak_xmin_max_0.3", fix_fingers="xmin_peak", xmin_max=0.3)
+    run("svd_method_accurate", svd_method="accurate")
+    run("max_evals_200", max_evals=200)
+    watcher = ww.WeightWatcher(model=model)
+    out["describe"] = dict(call="describe()", details=rows(quiet(watcher.describe)))
 
     # intra with sparsify: record WeightWatcher's own 0/1 masks as it draws them
     drawn = []
