@@ -57,7 +57,7 @@ def intra_matrix(
               X = \frac{W_0 S W_1}{\|W_0\|_F \|W_1\|_F + \sqrt{\|S\|_F}}
 
     after :func:`align_pair`. ``sparsity`` is the 0/1 matrix :math:`S` on the shared dimension
-    (``sparsify=True`` draws it uniformly; WeightWatcher with ``np.random.randint(2)``).
+    (``sparsify=True`` draws it uniformly; WeightWatcher with numpy's global ``randint(2)``).
 
     Raises
     ------
