@@ -79,6 +79,7 @@ from rmtkit.plot.model import plot_alpha_hist, plot_correlation_flow, plot_layer
 from rmtkit.plot.style import (
     ALPHA_HIGH,
     ALPHA_LOW,
+    ANALYSIS_PANELS,
     DPI,
     FIGSIZE,
     PANELS,
@@ -92,6 +93,7 @@ __all__ = [
     "ALPHA_LOW",
     "DPI",
     "FIGSIZE",
+    "ANALYSIS_PANELS",
     "PANELS",
     "SCALES",
     "SPACING_KINDS",

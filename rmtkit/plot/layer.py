@@ -618,7 +618,7 @@ def plot_layer(
     Returns
     -------
     dict
-        Panel name (:data:`PANELS`) -> Figure.
+        Panel name (:data:`PANELS`, then :data:`ANALYSIS_PANELS`) -> Figure.
     """
     x = _values(evals)
     fit = _pl_fit(x, fit)

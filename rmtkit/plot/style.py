@@ -28,6 +28,10 @@ PANELS = (
     "pl_candidates",
     "randomized",
     "mp",
+)
+#: the panels of the optional analyses (detX, level spacing, eigenvectors), drawn after
+#: :data:`PANELS` when their data are given (file name suffixes)
+ANALYSIS_PANELS = (
     "detx",
     "level_spacing",
     "deltas",
