@@ -44,7 +44,15 @@ from rmtkit.errors import (
 torch = require("torch", extra="torch", who="rmtkit.adapters.torch")
 nn = torch.nn
 
-__all__ = ["assign", "from_object", "from_state_dict", "from_torch", "load", "write_back"]
+__all__ = [
+    "assign",
+    "biases",
+    "from_object",
+    "from_state_dict",
+    "from_torch",
+    "load",
+    "write_back",
+]
 
 
 def _dtype_name(t) -> str:
@@ -121,6 +129,11 @@ def _module_layers(name: str, m) -> list[tuple[str, str, Any, dict]]:
     return []
 
 
+def _with_attrs(kw: dict, **attrs) -> dict:
+    """``weight_node`` keyword arguments ``kw`` with more node ``attrs``."""
+    return {**kw, "attrs": {**kw.get("attrs", {}), **attrs}}
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -160,6 +173,7 @@ def from_torch(module: Any, *, example_inputs: tuple | None = None) -> xr.DataTr
         named.sort(key=lambda item: order[id(item[1])])
     nodes = []
     seen: set[int] = set()
+    position = {id(m): i for i, (_, m) in enumerate(module.named_modules())}
     for name, m in named:
         base = sanitize_path(name, default=type(m).__name__.lower())
         for suffix, kind, (w, rows), kw in _module_layers(name, m):
@@ -177,7 +191,7 @@ def from_torch(module: Any, *, example_inputs: tuple | None = None) -> xr.DataTr
                         op=type(m).__name__,
                         layer_id=len(nodes),
                         dtype=_dtype_name(w),
-                        **kw,
+                        **_with_attrs(kw, module_index=position[id(m)]),
                     ),
                 )
             )
@@ -335,10 +349,90 @@ def from_object(obj: Any, **kw: Any) -> xr.DataTree | None:
 
 
 def write_back(model: Any, collection: xr.DataTree) -> Any:
-    """A copy of the ``torch.nn.Module`` ``model`` with the weights of ``collection``
-    (:func:`assign`; ``model`` is not modified); None when ``model`` is no module."""
+    """A copy of the ``torch.nn.Module`` ``model``, or a new flat state dict, with the
+    weights of ``collection`` (:func:`assign`; ``model`` is not modified); None for
+    anything else (a checkpoint dict nesting its state dict included)."""
     if isinstance(model, nn.Module):
         import copy
 
         return assign(copy.deepcopy(model), collection)
+    if (
+        isinstance(model, Mapping)
+        and model
+        and all(isinstance(v, torch.Tensor) for v in model.values())
+    ):
+        return _assign_state_dict(model, collection)
     return None
+
+
+def _bias_layers(module: Any) -> dict[str, np.ndarray]:
+    """Biases of the layers of a ``torch.nn.Module``, by the node path of their weight."""
+    out: dict[str, np.ndarray] = {}
+    for name, m in module.named_modules():
+        base = sanitize_path(name, default=type(m).__name__.lower())
+        layers = _module_layers(name, m)
+        if isinstance(m, nn.MultiheadAttention):
+            b = m.in_proj_bias
+            if _usable(b):
+                e = b.shape[0] // 3
+                for i, part in enumerate("qkv"):
+                    out[f"{base}/{part}"] = _to_numpy(b[i * e : (i + 1) * e])
+            continue
+        b = getattr(m, "bias", None)
+        if layers and _usable(b) and b.ndim == 1:
+            out[base] = _to_numpy(b)
+    return out
+
+
+def biases(obj: Any) -> dict[str, np.ndarray] | None:
+    """The biases of a ``torch.nn.Module`` or a flat state dict, by the node path of the
+    layer's weight in its collection (:func:`from_torch`, :func:`from_state_dict`); layers
+    without a bias are absent. None for anything else.
+
+    A state dict's ``<name>.bias`` belongs to the layer of ``<name>.weight``.
+    """
+    if isinstance(obj, nn.Module):
+        return _bias_layers(obj)
+    if isinstance(obj, Mapping) and any(isinstance(v, torch.Tensor) for v in obj.values()):
+        tensors = _state_dict_of(obj)
+        out = {}
+        for key, value in tensors.items():
+            if (
+                key.endswith(".bias")
+                and isinstance(value, torch.Tensor)
+                and value.ndim == 1
+                and f"{key[:-5]}.weight" in tensors
+            ):
+                out[sanitize_path(key[:-5])] = _to_numpy(value)
+        return out
+    return None
+
+
+def _assign_state_dict(state_dict: Mapping[str, Any], collection: xr.DataTree) -> dict:
+    """A new flat state dict: ``state_dict`` with the weights of ``collection`` (by their
+    ``source`` tensor names, canonical layout mapped back as :func:`assign` does)."""
+    out = dict(state_dict)
+    for layer_path, w in iter_layers(collection):
+        source = w.attrs.get("source")
+        old = out.get(source)
+        if not isinstance(old, torch.Tensor):
+            raise InvalidWeightsError(
+                f"layer {layer_path!r}: {source!r} is not a tensor of the state dict"
+            )
+        a = np.asarray(w.values)
+        if w.attrs.get("op", "") == "Conv1D":
+            a = a.T
+        sl = w.attrs.get("source_slice")
+        new = torch.from_numpy(np.ascontiguousarray(a)).to(dtype=old.dtype, device=old.device)
+        if sl:
+            start, stop = (int(s) for s in str(sl).split(":"))
+            whole = out[source] if out[source] is not old else old.clone()
+            whole[start:stop] = new
+            new = whole
+        if tuple(new.shape) != tuple(old.shape):
+            raise InvalidWeightsError(
+                f"layer {layer_path!r}: W maps to shape {tuple(new.shape)}, tensor {source!r} "
+                f"is {tuple(old.shape)}"
+            )
+        out[source] = new
+    return out

@@ -33,6 +33,8 @@ Where the code lives (each folder's ``__init__`` docstring states its import rul
 """
 
 from rmtkit import errors
+from rmtkit.core.conv_fft import conv2d_fft_esd, conv2d_fft_svals
+from rmtkit.core.crosslayer import intra_matrix, stacked_matrix
 from rmtkit.core.distance import distances
 from rmtkit.core.esd import bucket_length, esd, pad_spectra, slices
 from rmtkit.core.gof import PowerLawComparison, PowerLawPValue, pl_compare, pl_pvalue, tail_ccdf
@@ -53,9 +55,19 @@ from rmtkit.core.metrics import (
 )
 from rmtkit.core.mp import MPFit, mp_cdf, mp_fit, mp_pdf, mp_quantile
 from rmtkit.core.powerlaw import PowerLawCandidates, PowerLawFit, fit_pl, pl_candidates
+from rmtkit.core.spacing import LevelSpacing, level_spacing, spacing_ratios, unfolded_spacings
 from rmtkit.core.svd import DetX, detx, svd_sharpen, svd_smooth
 from rmtkit.core.tpl import TPLFit, fit_tpl
 from rmtkit.core.traps import TrapStats, correlation_traps, rand_distance, randomize
+from rmtkit.core.vectors import (
+    BulkTail,
+    VectorMetrics,
+    bulk_tail,
+    eigenvector_metrics,
+    localization_ratio,
+    participation_ratio,
+    vector_entropy,
+)
 from rmtkit.errors import RowWarning
 
 #: names of the labeled layer (xarray), imported on first use so that the math stays light
@@ -92,6 +104,9 @@ _LAZY = {
     "plot_gof": "rmtkit.plot.gof",
     "plot_gof_bootstrap": "rmtkit.plot.gof",
     "plot_tail_models": "rmtkit.plot.gof",
+    "plot_detx": "rmtkit.plot.layer",
+    "plot_spacing": "rmtkit.plot.layer",
+    "plot_vectors": "rmtkit.plot.layer",
     "plot_layer": "rmtkit.plot.layer",
     "plot_layers": "rmtkit.plot.model",
     "plot_correlation_flow": "rmtkit.plot.model",
@@ -136,6 +151,10 @@ __all__ = [
     "analyze",
     "analyze_many",
     "bucket_length",
+    "bulk_tail",
+    "BulkTail",
+    "conv2d_fft_esd",
+    "conv2d_fft_svals",
     "concat",
     "correlation_traps",
     "data_path",
@@ -145,17 +164,22 @@ __all__ = [
     "DetX",
     "detx",
     "distances",
+    "eigenvector_metrics",
     "entropy",
     "errors",
     "esd",
     "fit_pl",
     "fit_tpl",
     "from_layers",
+    "intra_matrix",
     "iter_layers",
     "lambda_max",
     "layer_gof",
+    "level_spacing",
+    "LevelSpacing",
     "load",
     "local_workers",
+    "localization_ratio",
     "log_alpha_norm",
     "log_norm",
     "log_spectral_norm",
@@ -171,11 +195,13 @@ __all__ = [
     "MPFit",
     "norm",
     "pad_spectra",
+    "participation_ratio",
     "pl_candidates",
     "pl_compare",
     "pl_pvalue",
     "plot_alpha_hist",
     "plot_correlation_flow",
+    "plot_detx",
     "plot_esd",
     "plot_gof",
     "plot_gof_bootstrap",
@@ -185,7 +211,9 @@ __all__ = [
     "plot_mp",
     "plot_pl_candidates",
     "plot_randomized",
+    "plot_spacing",
     "plot_tail_models",
+    "plot_vectors",
     "PowerLawCandidates",
     "PowerLawComparison",
     "PowerLawFit",
@@ -201,16 +229,21 @@ __all__ = [
     "slices",
     "smooth",
     "spectra",
+    "spacing_ratios",
     "spectral_metrics",
     "SpectralMetrics",
     "stable_rank",
+    "stacked_matrix",
     "summary",
     "svd_sharpen",
     "svd_smooth",
     "tail_ccdf",
     "TPLFit",
     "TrapStats",
+    "unfolded_spacings",
     "validate_collection",
+    "vector_entropy",
+    "VectorMetrics",
     "weak_rank_loss",
     "WeightWatcher",
 ]

@@ -26,9 +26,10 @@ import numpy as np
 
 from rmtkit._engine.stored import stored_kernel
 from rmtkit.core.gof import pl_compare, pl_pvalue
-from rmtkit.core.metrics import spectral_metrics
+from rmtkit.core.metrics import WEAK_RANK_TOL, spectral_metrics, weak_rank_loss
 from rmtkit.core.mp import mp_fit
-from rmtkit.core.powerlaw import fit_pl
+from rmtkit.core.powerlaw import EVALS_THRESH, fit_pl
+from rmtkit.core.spacing import level_spacing
 from rmtkit.core.svd import detx
 from rmtkit.core.tpl import fit_tpl
 from rmtkit.core.traps import rand_distance
@@ -44,6 +45,7 @@ __all__ = [
     "MP_VARS",
     "METRIC_VARS",
     "RAND_VARS",
+    "SPACING_VARS",
     "TPL_VARS",
     "KernelOptions",
     "batch_size",
@@ -108,6 +110,8 @@ GOF_VARS = (
     "R_tpl",
     "p_tpl",
 )
+#: ``spacing=True``: level spacing of the bulk (docs/math.md §11.2)
+SPACING_VARS = ("mean_spacing_ratio", "spacing_ks_wigner", "spacing_ks_poisson")
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,20 @@ class KernelOptions:
     fix_fingers: str | None = None
     mp_fit: bool = False
     detx: bool = False
+    max_fingers: int = 10
+    finger_thresh: float = 1.0
+    tolerance: float = WEAK_RANK_TOL
+    spacing: bool = False
     gof: bool = False
     n_boot: int = 0
     key_impl: str = "threefry2x32"
 
     def fit_only(self) -> "KernelOptions":
         """The options the fit kernel depends on (its cache key): switching ``mp_fit``,
-        ``detx`` or ``gof`` on reuses the compiled fit."""
-        return replace(self, mp_fit=False, detx=False, gof=False, n_boot=0, key_impl="")
+        ``detx``, ``spacing`` or ``gof`` on reuses the compiled fit."""
+        return replace(
+            self, mp_fit=False, detx=False, spacing=False, gof=False, n_boot=0, key_impl=""
+        )
 
     def gof_only(self) -> "KernelOptions":
         """The options the goodness-of-fit kernel depends on (its cache key)."""
@@ -155,6 +165,8 @@ class KernelOptions:
             names += DETX_VARS
         if self.gof:
             names += GOF_VARS
+        if self.spacing:
+            names += SPACING_VARS
         return names
 
 
@@ -184,6 +196,8 @@ def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
             xmin_max=opts.xmin_max,
             xmax=opts.xmax,
             fix_fingers=opts.fix_fingers,
+            max_fingers=opts.max_fingers,
+            finger_thresh=opts.finger_thresh,
         )
         alpha = f.alpha
         out.update(
@@ -213,6 +227,8 @@ def _fit_row(evals, mask, n_rows, opts: KernelOptions) -> dict:
     m = spectral_metrics(evals, mask, alpha=alpha, n_rows=n_rows)
     for name in METRIC_VARS:
         out[name] = m.lambda_max if name == "spectral_norm" else getattr(m, name)
+    if opts.tolerance != WEAK_RANK_TOL:  # WeightWatcher's ``tolerance``
+        out["weak_rank_loss"] = weak_rank_loss(evals, mask, tol=opts.tolerance)
     return _as_f64(out)
 
 
@@ -284,7 +300,23 @@ def _gof_row(evals, mask, key_data, opts: KernelOptions) -> dict:
     )
 
 
-_ROW_FUNCTIONS = {"mp": _mp_row, "detx": _detx_row, "rand": _rand_row}
+def _spacing_row(evals, mask, xmin) -> dict:
+    """Level spacing of one row's bulk: the eigenvalues above the fit threshold and below the
+    power-law ``xmin`` (all of them above the threshold when ``xmin`` is NaN); docs/math.md
+    §11.2."""
+    above = mask & (evals > EVALS_THRESH)
+    bulk = above & jnp.where(jnp.isfinite(xmin), evals < xmin, True)
+    s = level_spacing(evals, bulk)
+    return _as_f64(
+        dict(
+            mean_spacing_ratio=s.mean_ratio,
+            spacing_ks_wigner=s.ks_wigner,
+            spacing_ks_poisson=s.ks_poisson,
+        )
+    )
+
+
+_ROW_FUNCTIONS = {"mp": _mp_row, "detx": _detx_row, "rand": _rand_row, "spacing": _spacing_row}
 
 
 @functools.cache
@@ -316,6 +348,8 @@ def run_kernels(opts: KernelOptions, evals, mask, n_rows, q, m_slice, rand=None)
         out.update(_call_kernel("detx", None, evals, mask))
     if rand is not None:
         out.update(_call_kernel("rand", None, evals, mask, rand[0], rand[1], q, m_slice))
+    if opts.spacing:
+        out.update(_call_kernel("spacing", None, evals, mask, out["xmin"]))
     return jax.device_get(out)
 
 

@@ -32,3 +32,5 @@ class Row:
     evals: np.ndarray | None = None
     rand_evals: np.ndarray | None = None
     values: dict = field(default_factory=dict)
+    #: per-row arrays an option computed while ``W`` was in memory (e.g. ``"vectors"``)
+    extras: dict = field(default_factory=dict)

@@ -14,7 +14,7 @@ import numpy as np
 from rmtkit._engine.host import host_esd, host_randomize, key_rng
 from rmtkit.core.esd import CONV_NORM
 
-__all__ = ["DEVICE_ENV", "layer_esd", "randomized_spectra", "use_device"]
+__all__ = ["DEVICE_ENV", "inverse_spectrum", "layer_esd", "randomized_spectra", "use_device"]
 
 #: environment variable forcing the device route on ("1") or off ("0"); default: on with a GPU
 DEVICE_ENV = "RMTKIT_DEVICE_SPECTRA"
@@ -43,8 +43,20 @@ def layer_esd(w: np.ndarray, *, pool: bool = True, conv_norm: float = CONV_NORM)
     return host_esd(w, pool=pool, conv_norm=conv_norm)
 
 
+def inverse_spectrum(evals: np.ndarray) -> np.ndarray:
+    r"""The inverse ESD (WeightWatcher ``inverse=True``): :math:`1/\lambda` of the positive
+    eigenvalues, ascending (an exactly zero eigenvalue has no inverse and is left out)."""
+    evals = np.asarray(evals)
+    return np.sort(1.0 / evals[evals > 0])
+
+
 def randomized_spectra(
-    w: np.ndarray, key, *, conv_norm: float = CONV_NORM, replicas: int | None = None
+    w: np.ndarray,
+    key,
+    *,
+    conv_norm: float = CONV_NORM,
+    replicas: int | None = None,
+    inverse: bool = False,
 ) -> tuple[np.ndarray, float]:
     r"""Spectrum of one randomization of ``w`` and the largest eigenvalue over ``replicas``.
 
@@ -52,15 +64,21 @@ def randomized_spectra(
     :func:`rmtkit._engine.host.key_rng` of ``key``) and its pooled spectrum computed by
     :func:`layer_esd`; ``replicas`` (default: 5 when ``w`` has
     fewer than 100 eigenvalues, else 1, as WeightWatcher) independent draws give
-    ``max_rand_eval``. Returns (the first draw's spectrum, ``max_rand_eval``).
+    ``max_rand_eval``. Returns (the first draw's spectrum, ``max_rand_eval``); with
+    ``inverse``, of the inverse spectra (:func:`inverse_spectrum`).
     """
     w = np.asarray(w)
     n_evals = min(w.shape[0], w.shape[1]) * int(np.prod(w.shape[2:], dtype=np.int64))
     if replicas is None:
         replicas = 5 if n_evals < 100 else 1
     rng = key_rng(key)
-    first = layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)
+
+    def draw():
+        evals = layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)
+        return inverse_spectrum(evals) if inverse else evals
+
+    first = draw()
     top = float(first[-1])
     for _ in range(replicas - 1):
-        top = max(top, float(layer_esd(host_randomize(w, rng), pool=True, conv_norm=conv_norm)[-1]))
+        top = max(top, float(draw()[-1]))
     return first, top

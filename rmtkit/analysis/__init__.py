@@ -9,6 +9,8 @@ each other (no private name of another folder); no framework, no plotting.
 - :mod:`~rmtkit.analysis.inputs` — what is analysed (model, ``base=`` delta, LoRA adapter);
 - :mod:`~rmtkit.analysis.checks` — the rows of a layer and the checks that label them;
 - :mod:`~rmtkit.analysis.randomization` — the randomization of a layer's rows;
+- :mod:`~rmtkit.analysis.derived` — layers made of layers (``intra``, ``stacked``) and rows
+  whose spectrum is not that of ``W`` (``conv2d_fft``, singular values);
 - :mod:`~rmtkit.analysis.collect` — the layers streamed through the engine (scheduling);
 - :mod:`~rmtkit.analysis.dataset` — rows in, ``xarray.Dataset`` out;
 - :mod:`~rmtkit.analysis.analyze` — :func:`analyze`, :func:`describe`, :func:`spectra`,

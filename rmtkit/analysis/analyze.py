@@ -32,8 +32,10 @@ Determinism: the same input, options and ``key`` give bit-identical details in a
 (randomization draws only from ``key``; no global random state, clock or hash order is used).
 """
 
+import functools
 from typing import Any
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -43,6 +45,7 @@ from rmtkit._engine.rows import Row
 from rmtkit.analysis.checks import finish_row, plan
 from rmtkit.analysis.collect import collect
 from rmtkit.analysis.dataset import rows_dataset
+from rmtkit.analysis.derived import conv2d_fft_layers, intra_layers, stacked_layers
 from rmtkit.analysis.inputs import describe_input, resolve
 from rmtkit.analysis.options import DEFAULT_MIN_EVALS, DEFAULT_N_BOOT, check_options
 from rmtkit.analysis.select import parse_layers, select
@@ -50,9 +53,20 @@ from rmtkit.collection.finetune import is_lora_adapter
 from rmtkit.core import validate
 from rmtkit.core.esd import CONV_NORM
 from rmtkit.core.gof import PL_P_THRESHOLD
+from rmtkit.core.metrics import WEAK_RANK_TOL
+from rmtkit.core.vectors import VECTOR_METRICS, bulk_tail
 from rmtkit.errors import SCALE_ONLY_WARNINGS, InvalidArgumentError, RowWarning
 
-__all__ = ["SUMMARY_VARS", "analyze", "describe", "spectra", "summary"]
+__all__ = [
+    "SUMMARY_VARS",
+    "SV_VARS",
+    "VECTOR_VARS",
+    "analyze",
+    "derive",
+    "describe",
+    "spectra",
+    "summary",
+]
 
 #: variables averaged by :func:`summary` (docs/math.md §4, WeightWatcher ``get_summary``)
 SUMMARY_VARS = (
@@ -144,6 +158,18 @@ def analyze(
     key: Any = None,
     progress: bool | str = True,
     executor: Any = None,
+    max_fingers: int = 10,
+    finger_thresh: float = 1.0,
+    tolerance: float = WEAK_RANK_TOL,
+    conv2d_norm: bool = True,
+    singular_values: bool = False,
+    spacing: bool = False,
+    vectors: bool = False,
+    inverse: bool = False,
+    conv2d_fft: bool = False,
+    intra: bool = False,
+    sparsify: bool = True,
+    stacked: bool = False,
 ) -> xr.Dataset:
     r"""HT-SR metrics of every layer of a model: one row per layer, one variable per metric.
 
@@ -210,6 +236,41 @@ def analyze(
         ``rmtkit.load(path).chunk()``) and a ``dask.distributed`` client is active, one task
         per layer on the cluster's workers. ``"dask"`` or a ``Client`` forces the cluster
         (see :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
+    max_fingers, finger_thresh : int, float, default 10, 1.0
+        Knobs of ``fix_fingers="clip_xmax"`` (:func:`rmtkit.fit_pl`; WeightWatcher's names and
+        defaults).
+    tolerance : float, default 1e-6
+        ``weak_rank_loss`` counts the eigenvalues below it (WeightWatcher's ``tolerance``).
+    conv2d_norm : bool, default True
+        Scale convolution spectra as docs/math.md §1 (pooled slices times ½, unpooled ones
+        times ``rf/2``); False: not at all (WeightWatcher's ``conv2d_norm=False``).
+    singular_values : bool
+        Add ``sv_max``, ``sv_min``: :math:`\sqrt{\lambda_{\max}}`, :math:`\sqrt{\lambda_{\min}}`
+        of the row's spectrum (WeightWatcher's columns).
+    spacing : bool
+        Level spacing of the bulk (eigenvalues below ``xmin``; :func:`rmtkit.level_spacing`,
+        docs/math.md §11.2): ``mean_spacing_ratio`` (:math:`\langle\tilde r\rangle`, 0.53
+        GOE, 0.39 Poisson), ``spacing_ks_wigner``, ``spacing_ks_poisson`` (WeightWatcher's
+        ``deltas``, which only plots).
+    vectors : bool
+        Eigenvector localization (:func:`rmtkit.eigenvector_metrics`, docs/math.md §11.1):
+        ``{bulk,tail}_{mean,var}_{vec_entropy,loc_ratio,part_ratio}`` over the eigenvectors
+        below / above ``xmin`` (WeightWatcher's columns).
+    inverse : bool
+        Fit the inverse ESD, :math:`1/\lambda` of the positive eigenvalues (WeightWatcher's
+        ``inverse``); every spectral column describes it.
+    conv2d_fft : bool
+        Conv2d layers are analysed by the spectrum of their periodic convolution operator on a
+        32 x 32 grid (:func:`rmtkit.conv2d_fft_esd`, Sedghi et al. 2019): one row, ``N``, ``M``
+        of the operator (times 1024), ``rf`` 1, no ``conv_norm``.
+    intra, sparsify : bool
+        Analyse the products of consecutive dense layers instead of the layers
+        (:func:`rmtkit.intra_matrix`, docs/math.md §11.4; rows ``"<a>.X.<b>"``, spectrum the
+        singular values, WeightWatcher's convention); ``sparsify`` multiplies in a random 0/1
+        mask drawn from ``key``.
+    stacked : bool
+        Analyse one matrix: every selected layer standardised and stacked
+        (:func:`rmtkit.stacked_matrix`; one row ``"stacked"``).
 
     Returns
     -------
@@ -247,10 +308,22 @@ def analyze(
         detx=detx,
         lora=lora,
         progress=progress,
+        max_fingers=max_fingers,
+        finger_thresh=finger_thresh,
+        tolerance=tolerance,
+        spacing=spacing,
+        vectors=vectors,
+        inverse=inverse,
+        conv2d_fft=conv2d_fft,
+        intra=intra,
+        sparsify=sparsify,
+        stacked=stacked,
         gof=gof,
         n_boot=n_boot,
         key_impl=_key_impl(key),
     )
+    validate.flag(conv2d_norm, "conv2d_norm")
+    validate.flag(singular_values, "singular_values")
     dask_client(executor)  # a bad executor fails before any work
     typed_key = validate.as_key(key)
     fits = _FitAsRead(opts, typed_key if gof else None)
@@ -268,8 +341,21 @@ def analyze(
         label="analyze",
         executor=executor,
         on_rows=fits,
+        conv2d_norm=conv2d_norm,
+        inverse=inverse,
+        vectors=vectors,
+        derive=derive(
+            intra=intra, sparsify=sparsify, stacked=stacked, conv2d_fft=conv2d_fft, key=key
+        ),
     )
     fits.finish()
+    variables = opts.variables(randomize)
+    if singular_values:
+        _singular_values(rows)
+        variables += SV_VARS
+    if vectors:
+        _vector_summaries(rows)
+        variables += VECTOR_VARS
     attrs = {
         "rmtkit_function": "analyze",
         "model": describe_input(weights),
@@ -281,7 +367,7 @@ def analyze(
         "min_evals": min_evals,
         "max_evals": max_evals,
         "pool": pool,
-        "conv_norm": CONV_NORM,
+        "conv_norm": CONV_NORM if conv2d_norm else 1.0,
         "units": UNITS,
         "randomize": randomize,
         "mp_fit": mp_fit,
@@ -294,10 +380,82 @@ def analyze(
         "base": describe_input(base),
         "lora": lora if is_lora_adapter(weights) else "None",
     }
+    if fix_fingers is not None:
+        attrs.update(max_fingers=max_fingers, finger_thresh=finger_thresh)
+    if tolerance != WEAK_RANK_TOL:
+        attrs["tolerance"] = tolerance
+    for name, value in (
+        ("spacing", spacing),
+        ("vectors", vectors),
+        ("inverse", inverse),
+        ("conv2d_fft", conv2d_fft),
+        ("intra", intra),
+        ("stacked", stacked),
+    ):
+        if value:
+            attrs[name] = True
+    if intra:
+        attrs["sparsify"] = sparsify
     import rmtkit
 
     attrs["rmtkit_version"] = rmtkit.__version__
-    return rows_dataset(rows, opts.variables(randomize), pool=pool, attrs=attrs)
+    return rows_dataset(rows, variables, pool=pool, attrs=attrs)
+
+
+#: ``singular_values=True``
+SV_VARS = ("sv_max", "sv_min")
+#: ``vectors=True``: WeightWatcher's column names
+VECTOR_VARS = tuple(
+    f"{part}_{stat}_{name}"
+    for name in VECTOR_METRICS
+    for part in ("bulk", "tail")
+    for stat in ("mean", "var")
+)
+
+
+def derive(*, intra=False, sparsify=True, stacked=False, conv2d_fft=False, key=None):
+    """The transform of the selected layers (:mod:`rmtkit.analysis.derived`), or None."""
+    if stacked:
+        return stacked_layers
+    if intra:
+        return functools.partial(intra_layers, sparsify=sparsify, key=key)
+    if conv2d_fft:
+        return conv2d_fft_layers
+    return None
+
+
+def _singular_values(rows: list[Row]) -> None:
+    """``sv_max``, ``sv_min`` of every row with a spectrum (square roots of its extremes)."""
+    for r in rows:
+        if r.evals is not None and r.evals.size:
+            r.values["sv_max"] = float(np.sqrt(max(float(r.evals[-1]), 0.0)))
+            r.values["sv_min"] = float(np.sqrt(max(float(r.evals[0]), 0.0)))
+
+
+def _vector_summaries(rows: list[Row]) -> None:
+    """The bulk / tail means and variances of each eigenvector metric of the rows that have
+    them (``xmin`` of the row's fit splits them; NaN without a fit).
+
+    The tail is the eigenvectors of the ``#(λ >= xmin)`` largest eigenvalues of the row's own
+    spectrum (the one the fit chose ``xmin`` from): the eigenvalues of the eigenvector
+    decomposition equal those only to rounding, and compared with ``xmin`` itself the vector
+    at ``xmin`` would fall on either side by a last bit.
+    """
+    with jax.enable_x64(True):
+        for r in rows:
+            vm = r.extras.get("vectors")
+            if vm is None:
+                continue
+            xmin = r.values.get("xmin", np.nan)
+            lam = np.sort(np.asarray(vm["evals"], np.float64))
+            n_tail = int(np.sum(r.evals >= xmin)) if r.evals is not None else 0
+            if np.isfinite(xmin) and 0 < n_tail <= lam.size:
+                xmin = lam[-n_tail]  # the same split, in the decomposition's own eigenvalues
+            for name in VECTOR_METRICS:
+                stats = bulk_tail(vm[name], vm["evals"], xmin)
+                for field, value in stats._asdict().items():
+                    part, stat = field.split("_")
+                    r.values[f"{part}_{stat}_{name}"] = float(value)
 
 
 def describe(
@@ -309,19 +467,44 @@ def describe(
     pool: bool = True,
     base: Any = None,
     lora: str = "delta",
+    conv2d_fft: bool = False,
+    intra: bool = False,
+    stacked: bool = False,
 ) -> xr.Dataset:
     """The rows :func:`analyze` would give, without reading any weight.
 
     Same dim, coordinates and ``layer`` order as :func:`analyze`; variables ``num_evals`` (the
     number of eigenvalues of the row's spectrum, from the shape) and ``warning``
     (``"too-few-evals"``, ``"too-many-evals"``, or a ``base=`` mismatch; value-based warnings need
-    the data and are left empty).
+    the data and are left empty). ``conv2d_fft``, ``intra``, ``stacked``: the rows of those
+    analyses (:func:`analyze`).
     """
     _check_sizes_only(min_evals=min_evals, max_evals=max_evals, pool=pool, lora=lora)
+    check_options(
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        fit="PL",
+        xmin_method="search",
+        xmin_max=None,
+        xmax=None,
+        fix_fingers=None,
+        randomize=False,
+        mp_fit=False,
+        detx=False,
+        lora=lora,
+        conv2d_fft=conv2d_fft,
+        intra=intra,
+        stacked=stacked,
+    )
     filt = parse_layers(layers)
     tree = resolve(weights, base=base, lora=lora)
+    chosen = select(tree, filt, layers)
+    transform = derive(intra=intra, stacked=stacked, conv2d_fft=conv2d_fft)
+    if transform is not None:
+        chosen = transform(chosen)
     rows = []
-    for path, w in select(tree, filt, layers):
+    for path, w in chosen:
         for r in plan(path, w, pool=pool, min_evals=min_evals, max_evals=max_evals):
             if not r.warning and r.n_expected < min_evals:
                 r.warning = RowWarning.TOO_FEW_EVALS
@@ -351,24 +534,52 @@ def spectra(
     executor: Any = None,
     randomize: bool = False,
     key: Any = None,
+    conv2d_norm: bool = True,
+    inverse: bool = False,
+    conv2d_fft: bool = False,
+    intra: bool = False,
+    sparsify: bool = True,
+    stacked: bool = False,
 ) -> xr.DataArray:
     """The eigenvalue spectra :func:`analyze` fits, as a ``(layer, eval)`` DataArray.
 
     Rows and coordinates as in :func:`analyze` (with the same ``layers``, ``pool``,
     ``max_evals``, ``executor``); each row holds its spectrum in ascending order (raw units,
-    pooled conv slices times ½; unpooled times ``rf/2``), padded with NaN to the longest. Rows that
+    pooled conv slices times ½, unpooled times ``rf/2``; none of it with
+    ``conv2d_norm=False``), padded with NaN to the longest. Rows that
     :func:`analyze` cannot compute (``max_evals``, non-finite, all-zero) are all NaN; the
     ``warning`` coordinate says why. ``min_evals`` (default 0 here) only sets that label.
 
     With ``randomize=True`` the coordinates ``rand_evals`` (``(layer, eval)``: the spectrum of
     the row's randomized weights, the draw :func:`analyze` measures with the same ``key``) and
     ``max_rand_eval`` (its largest eigenvalue over the replicas) are added; rows with a warning
-    have NaN there.
+    have NaN there. ``conv2d_norm``, ``inverse``, ``conv2d_fft``, ``intra``, ``sparsify``,
+    ``stacked``: the spectra of those analyses (:func:`analyze`).
     """
     _check_sizes_only(
         min_evals=min_evals, max_evals=max_evals, pool=pool, lora=lora, progress=progress
     )
     validate.flag(randomize, "randomize")
+    validate.flag(conv2d_norm, "conv2d_norm")
+    check_options(
+        min_evals=min_evals,
+        max_evals=max_evals,
+        pool=pool,
+        fit="PL",
+        xmin_method="search",
+        xmin_max=None,
+        xmax=None,
+        fix_fingers=None,
+        randomize=randomize,
+        mp_fit=False,
+        detx=False,
+        lora=lora,
+        inverse=inverse,
+        conv2d_fft=conv2d_fft,
+        intra=intra,
+        sparsify=sparsify,
+        stacked=stacked,
+    )
     dask_client(executor)  # a bad executor fails before any work
     validate.as_key(key)
     rows = collect(
@@ -384,6 +595,11 @@ def spectra(
         key=key,
         label="spectra",
         executor=executor,
+        conv2d_norm=conv2d_norm,
+        inverse=inverse,
+        derive=derive(
+            intra=intra, sparsify=sparsify, stacked=stacked, conv2d_fft=conv2d_fft, key=key
+        ),
     )
     length = max((r.evals.size for r in rows if r.evals is not None), default=0)
     ds = rows_dataset(rows, [], pool=pool, attrs={})
@@ -403,7 +619,7 @@ def spectra(
         attrs={
             "units": UNITS,
             "pool": str(pool),
-            "conv_norm": CONV_NORM,
+            "conv_norm": CONV_NORM if conv2d_norm else 1.0,
             "model": describe_input(weights),
         },
     )

@@ -54,6 +54,7 @@ Every label is a member of :class:`rmtkit.errors.RowWarning`.
 
 import math
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -65,11 +66,14 @@ from rmtkit._engine.kernels import (
     GOF_VARS,
     MP_VARS,
     RAND_VARS,
+    SPACING_VARS,
     TPL_VARS,
 )
 from rmtkit._engine.rows import Row
 from rmtkit._engine.spectra import layer_esd
+from rmtkit.analysis.derived import SPECTRUM_ATTR
 from rmtkit.collection.finetune import SKIP_ATTR
+from rmtkit.core.conv_fft import FFT_GRID, conv2d_fft_esd
 from rmtkit.core.esd import CONV_NORM, oriented_shape, receptive_field
 from rmtkit.core.gof import GOF_MIN_TAIL, PL_P_THRESHOLD
 from rmtkit.core.metrics import alpha_warning
@@ -102,6 +106,8 @@ def plan(
 ) -> list[Row]:
     """The rows of one layer, with the size-based warning (no data read)."""
     n_rows, n_cols, rf = sizes(w.shape)
+    if w.attrs.get(SPECTRUM_ATTR) == "conv2d_fft":  # the operator on the FFT grid: one row
+        n_rows, n_cols, rf = n_rows * FFT_GRID**2, n_cols * FFT_GRID**2, 1
     per_row = rf * n_cols if pool or rf == 1 else n_cols
     slices = [0] if pool or rf == 1 else list(range(rf))
     warning = str(w.attrs.get(SKIP_ATTR, ""))
@@ -211,7 +217,9 @@ def read_weights(w: xr.DataArray) -> tuple[np.ndarray | None, str]:
         return None, RowWarning.READ_FAILED.because(_first_line(err))
 
 
-def read_spectra(w: xr.DataArray, rows: list[Row], *, pool: bool, min_evals: int):
+def read_spectra(
+    w: xr.DataArray, rows: list[Row], *, pool: bool, min_evals: int, conv_norm: float = CONV_NORM
+):
     """Read ``W``, fill the rows' spectra (or a warning); return the array (or None).
 
     Never raises for a bad layer: the checks of the module docstring, in its order, turn into
@@ -224,8 +232,13 @@ def read_spectra(w: xr.DataArray, rows: list[Row], *, pool: bool, min_evals: int
         for row in rows:
             row.warning = reason
         return None
+    mode = w.attrs.get(SPECTRUM_ATTR, "")
     try:
-        evals = layer_esd(a, pool=pool, conv_norm=CONV_NORM)
+        if mode == "conv2d_fft":
+            with jax.enable_x64(True):
+                evals = np.asarray(conv2d_fft_esd(a.astype(np.float64)))
+        else:
+            evals = layer_esd(a, pool=pool, conv_norm=conv_norm)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
         for row in rows:
             row.warning = RowWarning.ESD_FAILED.because(_first_line(err))
@@ -233,7 +246,7 @@ def read_spectra(w: xr.DataArray, rows: list[Row], *, pool: bool, min_evals: int
     if evals.ndim == 1:
         evals = evals[None, :]
     for row, e in zip(rows, evals, strict=True):
-        row.evals = e
+        row.evals = np.sqrt(e) if mode == "svals" else e  # intra: singular values (WW)
         row.warning = _spectrum_warning(e, row.N, a.dtype, min_evals)
     return a
 
@@ -270,6 +283,7 @@ def finish_row(r: Row) -> None:
             + DETX_VARS
             + RAND_VARS
             + GOF_VARS
+            + SPACING_VARS
         ):
             if name in v:
                 v[name] = np.nan

@@ -20,12 +20,24 @@ from rmtkit._engine.executor import dask_client, dask_map, ordered_map
 from rmtkit._engine.host import footprint
 from rmtkit._engine.progress import Progress
 from rmtkit._engine.rows import Row
+from rmtkit._engine.spectra import inverse_spectrum
 from rmtkit.analysis.checks import plan, read_spectra
 from rmtkit.analysis.inputs import resolve
 from rmtkit.analysis.randomization import portable_key, randomize_rows
 from rmtkit.analysis.select import parse_layers, select
+from rmtkit.core.esd import CONV_NORM, canonical_slices
+from rmtkit.core.vectors import eigenvector_metrics
 
-__all__ = ["collect", "layer_rows"]
+__all__ = ["collect", "layer_conv_norm", "layer_rows", "vector_rows"]
+
+
+def layer_conv_norm(rf: int, *, pool: bool, conv2d_norm: bool = True) -> float:
+    """The ``conv_norm`` of a layer's spectra (docs/math.md §1): :data:`CONV_NORM` (pooled slices
+    times ½, unpooled ones times ``rf/2``), or, with ``conv2d_norm=False`` (WeightWatcher's
+    option), no scaling at all (1 pooled, ``1/rf`` so that unpooled slices are times 1)."""
+    if conv2d_norm:
+        return CONV_NORM
+    return 1.0 if pool or rf == 1 else 1.0 / rf
 
 
 def _cost(item: tuple[str, xr.DataArray]) -> int:
@@ -43,6 +55,9 @@ def layer_rows(
     max_evals: int | None,
     randomize: bool,
     key,
+    conv2d_norm: bool = True,
+    inverse: bool = False,
+    vectors: bool = False,
 ) -> tuple[str, list[Row]]:
     """One layer's work: plan its rows, read and check ``W``, its spectra (and randomization).
 
@@ -51,12 +66,45 @@ def layer_rows(
     """
     path, w = item
     rows = plan(path, w, pool=pool, min_evals=min_evals, max_evals=max_evals)
+    conv_norm = layer_conv_norm(rows[0].rf, pool=pool, conv2d_norm=conv2d_norm)
     if not rows[0].warning:
-        a = read_spectra(w, rows, pool=pool, min_evals=min_evals)
+        a = read_spectra(w, rows, pool=pool, min_evals=min_evals, conv_norm=conv_norm)
+        if a is not None and inverse:
+            for row in rows:
+                if row.evals is not None:
+                    row.evals = inverse_spectrum(row.evals)
+        if a is not None and vectors:
+            vector_rows(a, rows, pool=pool, conv_norm=conv_norm)
         if a is not None and randomize:
             data, impl = key
-            randomize_rows(a, rows, jax.random.wrap_key_data(data, impl=impl), pool=pool)
+            randomize_rows(
+                a,
+                rows,
+                jax.random.wrap_key_data(data, impl=impl),
+                pool=pool,
+                conv_norm=conv_norm,
+                inverse=inverse,
+            )
     return path, rows
+
+
+def vector_rows(a: np.ndarray, rows: list[Row], *, pool: bool, conv_norm: float) -> None:
+    """The eigenvector metrics (:func:`rmtkit.eigenvector_metrics`) of a layer's rows that have
+    a spectrum and no warning, in ``row.extras["vectors"]``: the whole layer for a pooled (or
+    dense) row, eigenvalues in its units (times ``conv_norm`` for a kernel); its slice for an
+    unpooled row (times ``rf * conv_norm``)."""
+    pooled = pool or a.ndim == 2
+    with jax.enable_x64(True):
+        for row in [rows[0]] if pooled else rows:
+            if row.evals is None or row.warning != "":
+                continue
+            if pooled:
+                mat, scale = a, (conv_norm if a.ndim > 2 else 1.0)
+            else:
+                mat = canonical_slices(a, np)[row.slice_id]
+                scale = row.rf * conv_norm
+            vm = eigenvector_metrics(np.asarray(mat, np.float64), scale=scale)
+            row.extras["vectors"] = {k: np.asarray(v) for k, v in vm._asdict().items()}
 
 
 def _remote_layer(
@@ -81,17 +129,32 @@ def collect(
     label="rmtkit",
     executor=None,
     on_rows: Callable[[list[Row]], None] | None = None,
+    conv2d_norm: bool = True,
+    inverse: bool = False,
+    vectors: bool = False,
+    derive: Callable[[list], list] | None = None,
 ) -> list[Row]:
     """Resolve, select and stream the layers: rows with spectra (and randomization).
 
     Each layer's rows are handed to ``on_rows`` (on this thread) as soon as they are back.
+    ``derive`` turns the selected ``(path, W)`` list into the layers analysed
+    (:mod:`rmtkit.analysis.derived`: ``intra``, ``stacked``, ``conv2d_fft``).
     """
     filt = parse_layers(layers)
     tree = resolve(weights, base=base, lora=lora)
     chosen = select(tree, filt, layers)
+    if derive is not None:
+        chosen = derive(chosen)
     key = portable_key(key) if randomize else None
     options = dict(
-        pool=pool, min_evals=min_evals, max_evals=max_evals, randomize=randomize, key=key
+        pool=pool,
+        min_evals=min_evals,
+        max_evals=max_evals,
+        randomize=randomize,
+        key=key,
+        conv2d_norm=conv2d_norm,
+        inverse=inverse,
+        vectors=vectors,
     )
     client = dask_client(executor, dask_backed=any(w.chunks is not None for _, w in chosen))
     if client is None:

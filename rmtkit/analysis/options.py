@@ -7,6 +7,7 @@ costs a model's worth of work) and returns the static options of the bucket kern
 from rmtkit._engine.kernels import KernelOptions
 from rmtkit.collection.finetune import LORA_MODES
 from rmtkit.core import validate
+from rmtkit.core.metrics import WEAK_RANK_TOL
 from rmtkit.core.powerlaw import FIX_FINGERS, XMIN_METHODS
 from rmtkit.errors import InvalidArgumentError
 
@@ -48,6 +49,16 @@ def check_options(
     detx,
     lora,
     progress=False,
+    max_fingers=10,
+    finger_thresh=1.0,
+    tolerance=WEAK_RANK_TOL,
+    spacing=False,
+    vectors=False,
+    inverse=False,
+    conv2d_fft=False,
+    intra=False,
+    sparsify=True,
+    stacked=False,
     gof=False,
     n_boot=DEFAULT_N_BOOT,
     key_impl="threefry2x32",
@@ -73,6 +84,25 @@ def check_options(
         ("gof", gof),
     ):
         validate.flag(value, name)
+    for name, value in (
+        ("spacing", spacing),
+        ("vectors", vectors),
+        ("inverse", inverse),
+        ("conv2d_fft", conv2d_fft),
+        ("intra", intra),
+        ("sparsify", sparsify),
+        ("stacked", stacked),
+    ):
+        validate.flag(value, name)
+    _check_combinations(
+        pool=pool,
+        randomize=randomize,
+        vectors=vectors,
+        inverse=inverse,
+        conv2d_fft=conv2d_fft,
+        intra=intra,
+        stacked=stacked,
+    )
     check_progress(progress)
     validate.choice(fit, "fit", FITS)
     validate.choice(xmin_method, "xmin_method", XMIN_METHODS)
@@ -91,6 +121,14 @@ def check_options(
             f"`fix_fingers` and `xmax` apply to fit='PL' only; got fit={fit!r}."
         )
     validate.choice(lora, "lora", LORA_MODES)
+    if not validate.is_int(max_fingers) or max_fingers < 1:
+        raise InvalidArgumentError(f"`max_fingers` must be an int >= 1; got {max_fingers!r:.80}.")
+    for name, value in (
+        ("finger_thresh", finger_thresh),
+        ("tolerance", tolerance),
+    ):
+        validate.positive(value, name)  # a number > 0, not None
+        validate.finite_positive(value, name)
     validate.positive(n_boot, "n_boot", integer=True)
     if gof and (fit != "PL" or fix_fingers is not None or xmax is not None):
         raise InvalidArgumentError(
@@ -105,7 +143,30 @@ def check_options(
         fix_fingers=fix_fingers,
         mp_fit=bool(mp_fit),
         detx=bool(detx),
+        max_fingers=int(max_fingers),
+        finger_thresh=float(finger_thresh),
+        tolerance=float(tolerance),
+        spacing=bool(spacing),
         gof=bool(gof),
         n_boot=int(n_boot) if gof else 0,
         key_impl=key_impl if gof else "threefry2x32",
     )
+
+
+def _check_combinations(*, pool, randomize, vectors, inverse, conv2d_fft, intra, stacked):
+    """Raise for the combinations of the derived analyses that have no meaning (WeightWatcher
+    0.7.7 refuses the same ones, except where noted)."""
+    conflicts = [
+        (intra and randomize, "`intra` with `randomize`"),
+        (intra and vectors, "`intra` with `vectors`"),
+        (intra and stacked, "`intra` with `stacked`"),
+        (intra and conv2d_fft, "`intra` with `conv2d_fft`"),
+        (inverse and vectors, "`inverse` with `vectors`"),
+        (conv2d_fft and not pool, "`conv2d_fft` with `pool=False`"),
+        (stacked and not pool, "`stacked` with `pool=False` (one matrix is stacked)"),
+        (conv2d_fft and randomize, "`conv2d_fft` with `randomize` (rmtkit randomizes W)"),
+        (conv2d_fft and vectors, "`conv2d_fft` with `vectors`"),
+    ]
+    for bad, what in conflicts:
+        if bad:
+            raise InvalidArgumentError(f"{what} cannot be combined; run them separately.")

@@ -26,22 +26,32 @@ def portable_key(key) -> tuple[np.ndarray, str]:
     return np.asarray(jax.random.key_data(key)), str(jax.random.key_impl(key))
 
 
-def randomization_unit(a: np.ndarray, layer_key, slice_id: int | None = None):
+def randomization_unit(
+    a: np.ndarray, layer_key, slice_id: int | None = None, *, conv_norm: float = CONV_NORM
+):
     r"""The matrix a row's randomization permutes, and its key (docs/math.md §6).
 
     Pooled (or dense) rows, ``slice_id=None``: the whole layer ``a`` with the layer key
     (``randomized_spectra`` permutes each slice and pools the spectra times ``CONV_NORM``).
-    Unpooled rows: slice ``slice_id`` alone, times ``sqrt(rf * CONV_NORM)`` (the units of its
+    Unpooled rows: slice ``slice_id`` alone, times ``sqrt(rf * conv_norm)`` (the units of its
     row), key ``fold_in(layer_key, slice_id)``.
     """
     if slice_id is None:
         return a, layer_key
     stack = canonical_slices(a, np)
-    gain = math.sqrt(stack.shape[0] * CONV_NORM)
+    gain = math.sqrt(stack.shape[0] * conv_norm)
     return stack[slice_id].astype(np.float64) * gain, jax.random.fold_in(layer_key, slice_id)
 
 
-def randomize_rows(a: np.ndarray, rows: list[Row], key, *, pool: bool) -> None:
+def randomize_rows(
+    a: np.ndarray,
+    rows: list[Row],
+    key,
+    *,
+    pool: bool,
+    conv_norm: float = CONV_NORM,
+    inverse: bool = False,
+) -> None:
     r"""Randomized spectra (and ``max_rand_eval``) of a layer's rows that have a spectrum and no
     warning; the layer key is ``fold_in(key, layer_id)``."""
     todo = [r for r in rows if r.evals is not None and r.warning == ""]
@@ -52,7 +62,9 @@ def randomize_rows(a: np.ndarray, rows: list[Row], key, *, pool: bool) -> None:
     for row in [rows[0]] if pooled else rows:
         if row not in todo:
             continue
-        mat, k = randomization_unit(a, layer_key, None if pooled else row.slice_id)
+        mat, k = randomization_unit(
+            a, layer_key, None if pooled else row.slice_id, conv_norm=conv_norm
+        )
         row.rand_evals, row.values["max_rand_eval"] = randomized_spectra(
-            mat, k, conv_norm=CONV_NORM
+            mat, k, conv_norm=conv_norm, inverse=inverse
         )

@@ -12,6 +12,7 @@ slice by :func:`rmtkit.svd_sharpen` / :func:`rmtkit.svd_smooth`. A layer with Na
 zeros is passed through unchanged.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -37,14 +38,14 @@ def _usable(a: np.ndarray) -> bool:
 
 
 def _rebuild(weights, layers, make_fn, label: str) -> xr.DataTree:
-    """A new collection: selected layers get ``make_fn(w)`` applied lazily, others pass."""
+    """A new collection: selected layers get ``make_fn(w, path)`` applied lazily, others pass."""
     filt = parse_layers(layers)
     tree = load(weights)
     chosen = {path for path, _ in select(tree, filt, layers)}
     nodes = []
     for path, w in iter_layers(tree):
         if path in chosen:
-            fn = make_fn(w)
+            fn = make_fn(w, path)
             nodes.append((path, node_like(w, lazy_map(w, fn), rmtkit_transform=label)))
         else:
             nodes.append((path, node_like(w, lazy_map(w, lambda a: a))))
@@ -93,7 +94,7 @@ def sharpen(
     validate.choice(margin, "margin", MARGINS)
     key = validate.as_key(key)
 
-    def make(w):
+    def make(w, path):
         layer_key = jax.random.fold_in(key, int(w.attrs.get("layer_id", 0)))
 
         def fn(a):
@@ -114,7 +115,7 @@ def smooth(
     weights: Any,
     method: str | None = "detX",
     *,
-    k: int | None = None,
+    k: int | Mapping[str, int] | None = None,
     percent: float = 0.2,
     margin: str = "ww",
     layers=None,
@@ -129,23 +130,38 @@ def smooth(
         How many components each slice keeps: the detX tail, the power-law tail size
         (``num_pl_spikes``), the MP spikes, or ``round(percent * M)``. Ignored when ``k`` is
         given.
-    k : int, optional
-        Keep the top ``k`` (> 0) or drop the top ``|k|`` (< 0) components of every slice.
+    k : int or mapping of layer path to int, optional
+        Keep the top ``k`` (> 0) or drop the top ``|k|`` (< 0) components of every slice; a
+        mapping gives each layer its own ``k`` (a selected layer it does not name is kept
+        unchanged).
     percent : float in (0, 1], default 0.2
     margin : {"ww", "tw95"}
     layers : optional
         Which layers to smooth; the others are kept.
     """
+    per_layer = isinstance(k, Mapping)
     if k is None:
         validate.choice(method, "method", SMOOTH_METHODS)
-    elif isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidArgumentError(f"`k` must be an int; got {k!r}.")
+    elif per_layer:
+        for path, value in k.items():
+            if not validate.is_int(value):
+                raise InvalidArgumentError(f"`k[{path!r}]` must be an int; got {value!r}.")
+    elif not validate.is_int(k):
+        raise InvalidArgumentError(f"`k` must be an int or a mapping of ints; got {k!r}.")
     if not (isinstance(percent, (int, float)) and 0.0 < percent <= 1.0):
         raise InvalidArgumentError(f"`percent` must be in (0, 1]; got {percent!r}.")
     validate.choice(margin, "margin", MARGINS)
-    kw = dict(k=int(k)) if k is not None else dict(method=method)
 
-    def make(w):
+    def options(path):
+        if k is None:
+            return dict(method=method)
+        return dict(k=int(k[path] if per_layer else k))
+
+    def make(w, path):
+        if per_layer and path not in k:
+            return lambda a: a
+        kw = options(path)
+
         def fn(a):
             if not _usable(a):
                 return a
@@ -156,5 +172,8 @@ def smooth(
 
         return fn
 
-    label = f"smooth(k={k})" if k is not None else f"smooth(method={method})"
+    if per_layer:
+        label = "smooth(k=per layer)"
+    else:
+        label = f"smooth(k={k})" if k is not None else f"smooth(method={method})"
     return _rebuild(weights, layers, make, label)

@@ -20,7 +20,10 @@ adapters.
   (``lora_A`` a ``(r, in, kh, kw)`` kernel, ``lora_B`` ``(out, r, 1, 1)``) give the composed
   kernel. ``mode="delta"`` analyses :math:`\Delta W` alone; ``mode="merged"`` needs the base
   model and gives every base layer, :math:`W + \Delta W` where an adapter exists (so the result
-  can be written back through the base model's adapter).
+  can be written back through the base model's adapter); ``mode="with_base"`` (WeightWatcher's
+  ``peft="with_base"``) gives all three in one collection: every base layer, and under each
+  adapted one the children ``lora_BA`` (:math:`\Delta W`) and ``lora_W_plus_AB``
+  (:math:`W + \Delta W`).
 
 All new ``W`` are lazy: nothing is read until a layer is analysed.
 """
@@ -54,7 +57,9 @@ from rmtkit.errors import (
 
 __all__ = ["delta_collection", "is_lora_adapter", "lora_collection", "LORA_MODES"]
 
-LORA_MODES = ("delta", "merged")
+LORA_MODES = ("delta", "merged", "with_base")
+#: child node names of the delta and merged layers of ``mode="with_base"`` (WeightWatcher's)
+WITH_BASE_CHILDREN = ("lora_BA", "lora_W_plus_AB")
 #: node attribute that makes the analysis skip a layer and report this warning
 SKIP_ATTR = "rmtkit_warning"
 
@@ -240,9 +245,11 @@ def lora_collection(
     base : model, path or collection, optional
         The base model (anything :func:`rmtkit.load` reads). Gives the layers their base names,
         ids and the kind of the adapted weight; required for ``mode="merged"``.
-    mode : {"delta", "merged"}
+    mode : {"delta", "merged", "with_base"}
         ``"delta"``: one layer per adapted module, :math:`\\Delta W = s B A`. ``"merged"``: every
-        base layer, :math:`W + \\Delta W` where adapted.
+        base layer, :math:`W + \\Delta W` where adapted. ``"with_base"``: every base layer as
+        it is, and for each adapted one its delta and merged layers as the children
+        ``lora_BA`` and ``lora_W_plus_AB`` (ids after the base layers').
     """
     validate.choice(mode, "lora", LORA_MODES)
     folder = _adapter_dir(adapter)
@@ -250,8 +257,8 @@ def lora_collection(
         raise UnsupportedModelError(
             f"{adapter}: not a LoRA adapter folder (no adapter_config.json)"
         )
-    if mode == "merged" and base is None:
-        raise InvalidArgumentError("`lora='merged'` needs the base model: pass `base=`.")
+    if mode in ("merged", "with_base") and base is None:
+        raise InvalidArgumentError(f"`lora={mode!r}` needs the base model: pass `base=`.")
     config, modules, where = _read_adapter(folder)
     deltas = {}
     for module, (a, b, which) in modules.items():
@@ -299,6 +306,7 @@ def lora_collection(
         return build_tree(nodes)
 
     matched_modules = set()
+    extra = []  # with_base: (path, delta node, merged data, base layer) per adapted layer
     for path, wb in iter_layers(base_tree):
         src = str(wb.attrs.get("source", ""))
         module = next(
@@ -312,8 +320,9 @@ def lora_collection(
             ),
             None,
         )
-        if module is None:
+        if module is None or mode == "with_base":
             nodes.append((path, node_like(wb, _same(wb))))
+        if module is None:
             continue
         delta, shape, _, r = deltas[module]
         if tuple(wb.shape) != shape:
@@ -329,17 +338,24 @@ def lora_collection(
             shape,
             wb.dtype,
         )
-        nodes.append(
-            (
-                path,
-                node_like(
-                    wb, data, lora_rank=r, lora_scale=_scale(config, module, r), adapter=where
-                ),
-            )
-        )
+        lora_attrs = dict(lora_rank=r, lora_scale=_scale(config, module, r), adapter=where)
+        if mode == "with_base":
+            delta_node = node_like(wb, LazyArray(delta, shape, np.float64), **lora_attrs)
+            extra.append((path, delta_node, data, wb))
+            continue
+        nodes.append((path, node_like(wb, data, **lora_attrs)))
     missing = sorted(set(deltas) - matched_modules)
     if missing:
         raise CorruptModelError(
             f"{where}: adapted modules {missing[:5]} have no layer in the base model"
         )
+    if extra:
+        next_id = 1 + max(int(w.attrs["layer_id"]) for _, w in iter_layers(base_tree))
+        for i, (path, delta_node, _, _) in enumerate(extra):
+            delta_node.attrs["layer_id"] = next_id + i
+            nodes.append((f"{path}/{WITH_BASE_CHILDREN[0]}", delta_node))
+        for i, (path, delta_node, data, wb) in enumerate(extra):
+            merged = node_like(wb, data, layer_id=next_id + len(extra) + i)
+            merged.attrs.update({k: delta_node.attrs[k] for k in ("lora_rank", "lora_scale")})
+            nodes.append((f"{path}/{WITH_BASE_CHILDREN[1]}", merged))
     return build_tree(nodes)

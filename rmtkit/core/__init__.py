@@ -16,6 +16,10 @@ before any computation.
 - :mod:`~rmtkit.core.traps` — randomization and correlation traps (§6);
 - :mod:`~rmtkit.core.svd` — detX, SVD sharpening and smoothing (§7, §8);
 - :mod:`~rmtkit.core.distance` — distances between two weight matrices (§8);
+- :mod:`~rmtkit.core.vectors` — eigenvector localization (§11.1);
+- :mod:`~rmtkit.core.spacing` — level-spacing statistics (§11.2);
+- :mod:`~rmtkit.core.conv_fft` — singular values of convolution operators (§11.3);
+- :mod:`~rmtkit.core.crosslayer` — products of consecutive layers, stacked layers (§11.4);
 - :mod:`~rmtkit.core.validate` — the argument checks of every layer of rmtkit.
 
 The public names are re-exported flat by :mod:`rmtkit` (``rmtkit.fit_pl``).

@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 from jaxtyping import Float
 
 from rmtkit.core import validate
-from rmtkit.core.esd import compute_dtype, slices
+from rmtkit.core.esd import canonical_slices, compute_dtype, slices
 from rmtkit.errors import InvalidWeightsError
 
 _HI = jax.lax.Precision.HIGHEST
@@ -25,6 +25,7 @@ def distances(
     w2: Float[ArrayLike, "fan_out fan_in *k"],
     *,
     method: str = "frobenius",
+    orient: bool = True,
 ) -> Float[Array, ""]:
     r"""Distance (or similarity, for CKA) between two weight arrays of the same shape.
 
@@ -33,13 +34,18 @@ def distances(
       parallel weights, NaN when either is zero);
     * ``"cka"``: linear CKA similarity of the oriented slices,
       :math:`\|W_1^\top W_2\|_F / \sqrt{\|W_1^\top W_1\|_F \|W_2^\top W_2\|_F}` (1 for
-      identical weights; mean over convolution slices).
+      identical weights; mean over convolution slices). The product :math:`W_1^\top W_2`
+      contracts the larger side :math:`N` of each slice; ``orient=False`` takes the slices as
+      stored, ``(fan_out, fan_in)``, and contracts ``fan_out`` (WeightWatcher 0.7.7's CKA of a
+      dense layer, whose weight it does not orient).
 
     Parameters
     ----------
     w1, w2 : array, shape (fan_out, fan_in[, k | kh, kw])
         Weights in canonical layout, same shape.
     method : {"frobenius", "cosine", "cka"}, default "frobenius"
+    orient : bool, default True
+        CKA only: orient each slice :math:`N \ge M` before the product (above).
 
     Returns
     -------
@@ -64,6 +70,7 @@ def distances(
             "compare the same layer of two models."
         )
     validate.choice(method, "method", DISTANCES)
+    validate.flag(orient, "orient")
     dtype = compute_dtype(jnp.promote_types(w1.dtype, w2.dtype))
     a, b = w1.astype(dtype), w2.astype(dtype)
     if method == "frobenius":
@@ -72,7 +79,10 @@ def distances(
         na, nb = jnp.sqrt(jnp.sum(a * a)), jnp.sqrt(jnp.sum(b * b))
         ok = (na > 0) & (nb > 0)
         return jnp.where(ok, 1.0 - jnp.sum(a * b) / jnp.where(ok, na * nb, 1.0), jnp.nan)
-    sa, sb = slices(a), slices(b)  # (rf, N, M)
+    if orient:
+        sa, sb = slices(a), slices(b)  # (rf, N, M)
+    else:
+        sa, sb = canonical_slices(a), canonical_slices(b)  # (rf, fan_out, fan_in)
 
     def fro(x, y):
         return jnp.sqrt(jnp.sum(jnp.einsum("rni,rnj->rij", x, y, precision=_HI) ** 2, axis=(1, 2)))

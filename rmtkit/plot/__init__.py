@@ -10,6 +10,10 @@ Per layer (pure inputs: eigenvalues and fits; a fit is computed only when none i
   randomized eigenvalue (correlation-trap line);
 - :func:`plot_mp` — the Marchenko–Pastur fit over the bulk of the spectrum rescaled to mean 1,
   with the spike edge;
+- :func:`plot_detx` — the detX (ERG) tail start against the power-law :math:`x_{\min}`;
+- :func:`plot_spacing` — the level spacing of the bulk against the Wigner surmise and Poisson,
+  and WeightWatcher's ``deltas`` sequence;
+- :func:`plot_vectors` — eigenvector localization of the bulk and the tail;
 - :func:`plot_layer` — all of the above for one layer, one figure per panel;
 - :func:`plot_gof` — is the tail a power law? the bootstrap distribution of D with the observed
   D (:func:`plot_gof_bootstrap`) and the tail's CCDF with the fitted alternatives
@@ -40,6 +44,11 @@ file                                        figure
 ``<layer_id>_<name>_mp.png``                :func:`plot_mp`
 ``<layer_id>_<name>_gof_bootstrap.png``     :func:`plot_gof_bootstrap` (:func:`plot_layers`)
 ``<layer_id>_<name>_gof_tail.png``          :func:`plot_tail_models` (:func:`plot_layers`)
+``<layer_id>_<name>_detx.png``              :func:`plot_detx`
+``<layer_id>_<name>_level_spacing.png``     :func:`plot_spacing` ``kind="level_spacing"``
+``<layer_id>_<name>_deltas.png``            :func:`plot_spacing` ``kind="deltas"``
+``<layer_id>_<name>_vector_histograms.png`` :func:`plot_vectors` ``kind="vector_histograms"``
+``<layer_id>_<name>_vector_metrics.png``    :func:`plot_vectors` ``kind="vector_metrics"``
 ``correlation_flow.png``                    :func:`plot_correlation_flow`
 ``alpha_hist.png``                          :func:`plot_alpha_hist`
 ==========================================  ===========================================
@@ -61,11 +70,23 @@ folder's private names. :mod:`rmtkit.plot.layer` draws one layer from arrays,
 """
 
 from rmtkit.plot.gof import plot_gof, plot_gof_bootstrap, plot_tail_models
-from rmtkit.plot.layer import plot_esd, plot_layer, plot_mp, plot_pl_candidates, plot_randomized
+from rmtkit.plot.layer import (
+    SPACING_KINDS,
+    VECTOR_KINDS,
+    plot_detx,
+    plot_esd,
+    plot_layer,
+    plot_mp,
+    plot_pl_candidates,
+    plot_randomized,
+    plot_spacing,
+    plot_vectors,
+)
 from rmtkit.plot.model import plot_alpha_hist, plot_correlation_flow, plot_layers, plot_model
 from rmtkit.plot.style import (
     ALPHA_HIGH,
     ALPHA_LOW,
+    ANALYSIS_PANELS,
     DPI,
     FIGSIZE,
     PANELS,
@@ -79,11 +100,15 @@ __all__ = [
     "ALPHA_LOW",
     "DPI",
     "FIGSIZE",
+    "ANALYSIS_PANELS",
     "PANELS",
     "SCALES",
+    "SPACING_KINDS",
+    "VECTOR_KINDS",
     "layer_file_stem",
     "plot_alpha_hist",
     "plot_correlation_flow",
+    "plot_detx",
     "plot_esd",
     "plot_gof",
     "plot_gof_bootstrap",
@@ -93,6 +118,8 @@ __all__ = [
     "plot_mp",
     "plot_pl_candidates",
     "plot_randomized",
+    "plot_spacing",
     "plot_tail_models",
+    "plot_vectors",
     "save_figure",
 ]

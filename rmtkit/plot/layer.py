@@ -11,7 +11,9 @@ import rmtkit
 from rmtkit.core import validate
 from rmtkit.plot.style import (
     _TITLES,
+    DPI,
     SCALES,
+    Figure,
     _axes,
     _bucketed,
     _field,
@@ -25,7 +27,16 @@ from rmtkit.plot.style import (
     save_figure,
 )
 
-__all__ = ["plot_esd", "plot_layer", "plot_mp", "plot_pl_candidates", "plot_randomized"]
+__all__ = [
+    "plot_detx",
+    "plot_esd",
+    "plot_layer",
+    "plot_mp",
+    "plot_pl_candidates",
+    "plot_randomized",
+    "plot_spacing",
+    "plot_vectors",
+]
 
 
 def plot_esd(
@@ -368,6 +379,198 @@ def plot_mp(
     return save_figure(fig, savefig, "mp.png")
 
 
+def plot_detx(
+    evals,
+    fit=None,
+    *,
+    detx=None,
+    bins: int = 100,
+    ax=None,
+    title: str | None = None,
+    savefig=None,
+):
+    r"""The detX (ERG) tail over the ESD: a histogram of :math:`\log_{10}` of the eigenvalues
+    rescaled to mean 1, the eigenvalue where the detX tail starts (:func:`rmtkit.detx`,
+    ``detX_val``) and the power-law :math:`x_{\min}` (WeightWatcher's ``detX`` plot). In an
+    ideally trained layer the two lines coincide (``ERG_gap`` = 0).
+
+    Parameters
+    ----------
+    evals : array, shape (n,)
+        Eigenvalues of one layer.
+    fit : PowerLawFit or details row, optional
+        Its ``xmin`` is drawn. Default: ``rmtkit.fit_pl(evals)``.
+    detx : DetX or details row, optional
+        Its ``detX_val``. Default: ``rmtkit.detx(evals)``.
+    bins, ax, title, savefig
+        As in :func:`plot_esd` (default file name ``detx.png``).
+    """
+    x = _positive(_values(evals))
+    fit = _pl_fit(_values(evals), fit)
+    _, xmin, _, _ = _fit_summary(fit)
+    if detx is None:
+        detx = rmtkit.detx(_values(evals))
+    val = _field(detx, "detX_val")
+    total = float(np.sum(_values(evals)))
+    scale = _values(evals).size / total if total > 0 else 1.0
+    fig, ax = _axes(ax)
+    if x.size:
+        ax.hist(np.log10(x * scale), bins=bins, color="C0", alpha=0.6, label="ESD (mean 1)")
+    if np.isfinite(val) and val > 0:
+        ax.axvline(np.log10(val * scale), color="C4", lw=2, label=f"detX = 1 ({val:.3g})")
+    if np.isfinite(xmin) and xmin > 0:
+        ax.axvline(np.log10(xmin * scale), color="C3", ls="--", label=f"PL xmin ({xmin:.3g})")
+    ax.set_xlabel("log10 eigenvalue (rescaled to mean 1)")
+    ax.set_ylabel("count")
+    ax.set_title("DetX constraint" if title is None else title)
+    ax.legend(loc="best", fontsize="small")
+    return save_figure(fig, savefig, "detx.png")
+
+
+#: the two figures of :func:`plot_spacing`
+SPACING_KINDS = ("level_spacing", "deltas")
+
+
+def plot_spacing(
+    evals,
+    fit=None,
+    *,
+    kind: str = "level_spacing",
+    bins: int | None = None,
+    ax=None,
+    title: str | None = None,
+    savefig=None,
+):
+    r"""Level spacing of a layer's bulk (the eigenvalues below the power-law :math:`x_{\min}`;
+    docs/math.md §11.2).
+
+    ``kind="level_spacing"``: the histogram of the unfolded spacings
+    (:func:`rmtkit.unfolded_spacings`) against the Wigner surmise (GOE, eigenvalues that repel)
+    and the exponential law (Poisson, independent ones), with
+    :math:`\langle\tilde r\rangle` (:func:`rmtkit.level_spacing`) in the legend.
+    ``kind="deltas"``: WeightWatcher's ``deltas`` plot, :math:`\log_{10}` of the raw spacings
+    :math:`\lambda_{i+1} - \lambda_i` of the whole spectrum in order, with the index of
+    :math:`x_{\min}`.
+
+    Parameters
+    ----------
+    evals : array, shape (n,)
+        Eigenvalues of one layer.
+    fit : PowerLawFit or details row, optional
+        Its ``xmin`` ends the bulk. Default: ``rmtkit.fit_pl(evals)``.
+    kind : {"level_spacing", "deltas"}
+    bins, ax, title, savefig
+        As in :func:`plot_esd` (default file names ``level_spacing.png``, ``deltas.png``).
+    """
+    validate.choice(kind, "kind", SPACING_KINDS)
+    x = _values(evals)
+    fit = _pl_fit(x, fit)
+    _, xmin, _, _ = _fit_summary(fit)
+    fig, ax = _axes(ax)
+    if kind == "deltas":
+        pos = _positive(x)
+        gaps = np.diff(pos)
+        keep = gaps > 0
+        ax.plot(np.arange(gaps.size)[keep], np.log10(gaps[keep]), ".", color="C0", ms=3)
+        if np.isfinite(xmin):
+            idx = int(np.searchsorted(pos, xmin, side="left"))
+            ax.axvline(idx, color="C3", ls="--", label=f"xmin = {xmin:.3g}")
+            ax.legend(loc="best", fontsize="small")
+        ax.set_xlabel("index i of λ_i (ascending)")
+        ax.set_ylabel("log10 (λ_{i+1} - λ_i)")
+        ax.set_title("Log Delta Es" if title is None else title)
+        return save_figure(fig, savefig, "deltas.png")
+    bulk = _positive(x)
+    if np.isfinite(xmin):
+        bulk = bulk[bulk < xmin]
+    stats = rmtkit.level_spacing(bulk) if bulk.size >= 3 else None
+    if stats is not None:
+        s, ok = rmtkit.unfolded_spacings(bulk)
+        s = np.asarray(s)[np.asarray(ok)]
+        ax.hist(s, bins=_n_bins(s.size, bins), density=True, color="C0", alpha=0.6, label="bulk")
+        grid = np.linspace(0.0, max(4.0, float(s.max()) if s.size else 4.0), 300)
+        ax.plot(grid, np.pi * grid / 2 * np.exp(-np.pi * grid**2 / 4), "C1", lw=2, label="GOE")
+        ax.plot(grid, np.exp(-grid), "C2", lw=2, ls="--", label="Poisson")
+        r = float(stats.mean_ratio)
+        ax.plot([], [], " ", label=f"<r> = {r:.3f} (GOE 0.531, Poisson 0.386)")
+    else:
+        ax.text(0.5, 0.5, "fewer than 3 bulk eigenvalues", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("unfolded spacing s")
+    ax.set_ylabel("density")
+    ax.set_title("Level spacing of the bulk" if title is None else title)
+    ax.legend(loc="upper right", fontsize="small")
+    return save_figure(fig, savefig, "level_spacing.png")
+
+
+#: the two figures of :func:`plot_vectors` (WeightWatcher's names)
+VECTOR_KINDS = ("vector_histograms", "vector_metrics")
+_VECTOR_TITLES = {
+    "vec_entropy": "vector entropy",
+    "loc_ratio": "localization ratio",
+    "part_ratio": "participation ratio",
+}
+
+
+def plot_vectors(
+    metrics,
+    fit=None,
+    *,
+    kind: str = "vector_histograms",
+    bins: int | None = None,
+    title: str | None = None,
+    savefig=None,
+):
+    r"""Eigenvector localization of one layer (:func:`rmtkit.eigenvector_metrics`,
+    docs/math.md §11.1), WeightWatcher's ``vectors`` plots.
+
+    ``kind="vector_histograms"``: for each metric (vector entropy, localization ratio,
+    participation ratio) the histograms of the bulk (:math:`\lambda < x_{\min}`) and tail
+    eigenvectors; ``kind="vector_metrics"``: each metric and the eigenvalue against the rank of
+    the eigenvalue, with :math:`x_{\min}`'s rank.
+
+    Parameters
+    ----------
+    metrics : VectorMetrics
+        Of the layer (same eigenvalue units as ``fit``).
+    fit : PowerLawFit or details row, optional
+        Its ``xmin`` splits bulk and tail. Default: ``rmtkit.fit_pl(metrics.evals)``.
+    kind : {"vector_histograms", "vector_metrics"}
+    bins, title, savefig
+        As in :func:`plot_esd` (default file names ``<kind>.png``).
+    """
+    validate.choice(kind, "kind", VECTOR_KINDS)
+    evals = np.asarray(metrics.evals, dtype=np.float64)
+    fit = _pl_fit(evals, fit)
+    _, xmin, _, _ = _fit_summary(fit)
+    names = list(_VECTOR_TITLES)
+    rows = len(names) + (kind == "vector_metrics")
+    fig = Figure(figsize=(6.4, 2.2 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=kind == "vector_metrics")
+    tail = evals >= xmin if np.isfinite(xmin) else np.zeros(evals.size, bool)
+    bins = _n_bins(evals.size, bins)
+    for ax, name in zip(axes, names, strict=False):
+        data = np.asarray(getattr(metrics, name), dtype=np.float64)
+        if kind == "vector_histograms":
+            if (~tail).any():
+                ax.hist(data[~tail], bins=bins, density=True, color="C0", alpha=0.5, label="bulk")
+            if tail.any():
+                ax.hist(data[tail], bins=bins, density=True, color="C4", alpha=0.5, label="tail")
+            ax.set_ylabel(_VECTOR_TITLES[name])
+            ax.legend(loc="best", fontsize="small")
+        else:
+            ax.plot(np.arange(data.size), data, ".", ms=3, color="C0")
+            ax.set_ylabel(_VECTOR_TITLES[name])
+    if kind == "vector_metrics":
+        axes[-1].plot(np.arange(evals.size), evals, ".", ms=3, color="C2")
+        axes[-1].set_ylabel("eigenvalue")
+        axes[-1].set_xlabel("rank of the eigenvalue (ascending)")
+        if tail.any():
+            for ax in axes:
+                ax.axvline(int(np.argmax(tail)), color="C3", ls="--")
+    fig.suptitle(("Vector localization" if title is None else title), fontsize="medium")
+    return save_figure(fig, savefig, f"{kind}.png")
+
+
 def plot_layer(
     evals,
     fit=None,
@@ -382,12 +585,18 @@ def plot_layer(
     slice_id: int | None = None,
     bins: int | None = None,
     savefig=None,
+    detx=None,
+    spacing: bool = False,
+    vectors=None,
 ) -> dict[str, Any]:
     """All panels of one layer, one figure each (WeightWatcher's per-layer plots).
 
     Always ``esd_loglog``, ``esd_linlin``, ``esd_loglin`` (:func:`plot_esd`) and
     ``pl_candidates`` (:func:`plot_pl_candidates`); ``randomized`` (:func:`plot_randomized`)
-    when ``rand_evals`` is given; ``mp`` (:func:`plot_mp`) when ``Q`` is given.
+    when ``rand_evals`` is given; ``mp`` (:func:`plot_mp`) when ``Q`` is given; ``detx``
+    (:func:`plot_detx`) when ``detx`` (a DetX or a details row) is given; ``level_spacing`` and
+    ``deltas`` (:func:`plot_spacing`) when ``spacing``; ``vector_histograms`` and
+    ``vector_metrics`` (:func:`plot_vectors`) when ``vectors`` (a VectorMetrics) is given.
 
     Parameters
     ----------
@@ -409,7 +618,7 @@ def plot_layer(
     Returns
     -------
     dict
-        Panel name (:data:`PANELS`) -> Figure.
+        Panel name (:data:`PANELS`, then :data:`ANALYSIS_PANELS`) -> Figure.
     """
     x = _values(evals)
     fit = _pl_fit(x, fit)
@@ -450,4 +659,27 @@ def plot_layer(
         figs["mp"] = plot_mp(
             x, Q=Q, fit=mp_fit, M=M, bins=bins, title=f"MP fit — {label}", savefig=target("mp")
         )
+    if detx is not None:
+        figs["detx"] = plot_detx(
+            x, fit, detx=detx, title=f"DetX constraint — {label}", savefig=target("detx")
+        )
+    if spacing:
+        for kind in SPACING_KINDS:
+            figs[kind] = plot_spacing(
+                x,
+                fit,
+                kind=kind,
+                bins=bins,
+                title=f"{kind.replace('_', ' ').capitalize()} — {label}",
+                savefig=target(kind),
+            )
+    if vectors is not None:
+        for kind in VECTOR_KINDS:
+            figs[kind] = plot_vectors(
+                vectors,
+                fit,
+                kind=kind,
+                title=f"Vector localization — {label}",
+                savefig=target(kind),
+            )
     return figs

@@ -389,7 +389,12 @@ def plot_layers(
         pool=_pool(details, pool),
         randomize=bool(_default(details, randomize, "max_rand_eval")),
         key=key,
+        **_spectrum_options(details),
     )
+    detx = _default(details, None, "detX_val")
+    spacing = _default(details, None, "mean_spacing_ratio")
+    vectors = _default(details, None, "bulk_mean_loc_ratio")
+    matrices = dict(rmtkit.iter_layers(rmtkit.load(weights))) if vectors else {}
     mp_fit = bool(_default(details, mp_fit, "sigma_mp"))
     gof_kw = _gof_options(details, n_boot) if _default(details, gof, "pl_pvalue") else None
     by_row = {
@@ -460,6 +465,9 @@ def plot_layers(
             slice_id=sid,
             bins=bins,
             savefig=folder,
+            detx=row if detx and _has(row, "detX_val") else None,
+            spacing=bool(spacing),
+            vectors=_vectors(matrices.get(name), sid, details) if vectors else None,
         )
         stem = layer_file_stem(name, lid, sid)
         if gof_kw is not None and (row is None or np.isfinite(_field(row, "pl_pvalue"))):
@@ -501,6 +509,41 @@ def _gof_panels(evals, layer_id, slice_id, gof_kw: dict, key, folder, stem) -> d
     path = None if folder is None else folder / f"{stem}_gof_tail.png"
     tail = plot_tail_models(evals, comparison, savefig=path)
     return {"gof_bootstrap": boot, "gof_tail": tail}
+
+
+def _spectrum_options(details) -> dict:
+    """The options of :func:`rmtkit.spectra` that reproduce the spectra of an analysis, read
+    from its attrs (``conv2d_norm``, ``inverse``, ``conv2d_fft``, ``intra``, ``stacked``)."""
+    if details is None:
+        return {}
+    attrs = details.attrs
+    out = {name: True for name in ("inverse", "conv2d_fft", "intra", "stacked") if _on(attrs, name)}
+    if "intra" in out:
+        out["sparsify"] = _on(attrs, "sparsify")
+    if float(attrs.get("conv_norm", 0.5)) == 1.0:
+        out["conv2d_norm"] = False
+    return out
+
+
+def _on(attrs, name: str) -> bool:
+    """An attrs flag (a bool, or its netCDF string ``"True"``)."""
+    return str(attrs.get(name, "False")) == "True"
+
+
+def _vectors(w, slice_id, details):
+    """The eigenvector metrics of a layer (or of one kernel slice) in the units of its row
+    (:func:`rmtkit.eigenvector_metrics`), or None."""
+    if w is None:
+        return None
+    a = np.asarray(w.values, dtype=np.float64)
+    norm = float(details.attrs.get("conv_norm", 0.5)) if details is not None else 0.5
+    if a.ndim == 2:
+        return rmtkit.eigenvector_metrics(a)
+    if slice_id is None:
+        return rmtkit.eigenvector_metrics(a, scale=norm)
+    rf = int(np.prod(a.shape[2:]))
+    s = np.asarray(rmtkit.slices(a))[slice_id]
+    return rmtkit.eigenvector_metrics(s, scale=rf * norm if norm != 1.0 else 1.0)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

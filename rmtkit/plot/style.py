@@ -21,7 +21,23 @@ from rmtkit.core.metrics import ALPHA_OVER_TRAINED, ALPHA_UNDER_TRAINED
 from rmtkit.core.powerlaw import EVALS_THRESH
 
 #: per-layer panels, in the order :func:`plot_layer` draws them (file name suffixes)
-PANELS = ("esd_loglog", "esd_linlin", "esd_loglin", "pl_candidates", "randomized", "mp")
+PANELS = (
+    "esd_loglog",
+    "esd_linlin",
+    "esd_loglin",
+    "pl_candidates",
+    "randomized",
+    "mp",
+)
+#: the panels of the optional analyses (detX, level spacing, eigenvectors), drawn after
+#: :data:`PANELS` when their data are given (file name suffixes)
+ANALYSIS_PANELS = (
+    "detx",
+    "level_spacing",
+    "deltas",
+    "vector_histograms",
+    "vector_metrics",
+)
 #: the axes of :func:`rmtkit.plot.plot_esd`
 SCALES = ("loglog", "linlin", "loglin")
 #: lower end of the HT-SR range of a well-trained layer (docs/math.md §4), drawn as a band

@@ -21,6 +21,8 @@ strategy                   returns                  truth
 `heavy_tailed_matrices`    `HeavyTailedMatrix`      ESD tail exponent 1 + mu/2 (asymptotic)
 `matrices_with_spectrum`   `PrescribedMatrix`       the eigenvalues of W^T W, exactly
 `trapped_matrices`         `TrappedMatrix`          number and positions of correlation traps
+`level_samples`            `LevelSample`            GOE / GUE / Poisson levels, mean ratio <r>
+`unit_vectors`             `UnitVector`             delta / block / uniform localization
 ========================== ======================== ===========================================
 
 Importing this subpackage needs ``hypothesis`` (``pip install 'rmtkit[test]'``); ``import
@@ -41,19 +43,23 @@ from rmtkit.testing.strategies import (
     AlternativeSample,
     GaussianMatrix,
     HeavyTailedMatrix,
+    LevelSample,
     ParetoSample,
     PrescribedMatrix,
     SpikedMatrix,
     TrappedMatrix,
+    UnitVector,
     alternative_samples,
     gaussian_matrices,
     heavy_tailed_matrices,
+    level_samples,
     log_uniform_spectrum,
     matrices_with_spectrum,
     pareto_samples,
     seeds,
     spiked_matrices,
     trapped_matrices,
+    unit_vectors,
 )
 from rmtkit.testing.theory import bbp_outlier, bbp_threshold, mp_edges, tracy_widom_edge
 
@@ -68,6 +74,8 @@ __all__ = [
     "haar_orthonormal",
     "heavy_tailed_matrices",
     "HeavyTailedMatrix",
+    "level_samples",
+    "LevelSample",
     "log_uniform_spectrum",
     "matrices_with_spectrum",
     "mp_edges",
@@ -84,6 +92,8 @@ __all__ = [
     "tracy_widom_edge",
     "trapped_matrices",
     "TrappedMatrix",
+    "unit_vectors",
+    "UnitVector",
     "wishart_eigenvalues",
     "with_spectrum",
 ]

@@ -481,3 +481,94 @@ def trapped_matrices(
     return TrappedMatrix(
         w.astype(dtype), sigma, q, count, index, thetas, outliers, float(hi), center, scale
     )
+
+
+class LevelSample(NamedTuple):
+    r"""Levels (sorted, 1-D) of a known ensemble and the mean spacing ratio it has.
+
+    ``ensemble``: ``"GOE"`` (eigenvalues of a real symmetric Gaussian matrix), ``"GUE"``
+    (complex Hermitian) or ``"Poisson"`` (cumulative sums of i.i.d. exponentials: independent
+    levels). ``mean_ratio``: the large-n :math:`\langle\tilde r\rangle` (0.5307, 0.5996,
+    :math:`2\ln 2 - 1`; Atas et al. 2013), ``ratio_sd``: the standard deviation of one ratio
+    (0.25, 0.23, 0.29), so the mean over :math:`n` levels is within
+    :math:`\approx 3\,`\ ``ratio_sd``:math:`/\sqrt n` of ``mean_ratio``.
+    """
+
+    levels: np.ndarray
+    ensemble: str
+    mean_ratio: float
+    ratio_sd: float
+
+
+#: ``(mean ratio, sd of one ratio)`` per ensemble: means from Atas et al. 2013, sd measured
+#: on 99 500 ratios (250 samples of n = 400; means 0.5309, 0.6006, 0.3869 there)
+_LEVEL_TRUTH = {
+    "GOE": (0.5307, 0.25),
+    "GUE": (0.5996, 0.23),
+    "Poisson": (2.0 * np.log(2.0) - 1.0, 0.28),
+}
+
+
+@st.composite
+def level_samples(draw, sizes=(200, 400), ensembles=("GOE", "GUE", "Poisson")) -> LevelSample:
+    r"""Levels of a GOE / GUE matrix or of a Poisson process, with their :math:`\langle\tilde
+    r\rangle` (:class:`LevelSample`): the truths of :func:`rmtkit.level_spacing`.
+
+    GOE: :math:`(A + A^\top)/2`, :math:`A` i.i.d. :math:`N(0, 1)`; GUE: :math:`(A + A^*)/2`,
+    real and imaginary parts i.i.d. :math:`N(0, 1)`; Poisson: :math:`\sum_{j \le i} E_j`,
+    :math:`E_j \sim \mathrm{Exp}(1)` (spacings exactly exponential, no unfolding needed).
+    """
+    n = int(draw(_strategy(sizes)))
+    ensemble = draw(_strategy(ensembles))
+    rng = draw(seeds())
+    if ensemble == "GOE":
+        a = rng.standard_normal((n, n))
+        levels = np.linalg.eigvalsh((a + a.T) / 2.0)
+    elif ensemble == "GUE":
+        a = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+        levels = np.linalg.eigvalsh((a + a.conj().T) / 2.0)
+    elif ensemble == "Poisson":
+        levels = np.cumsum(rng.exponential(size=n))
+    else:
+        raise ValueError(f"unknown ensemble {ensemble!r}; use GOE, GUE or Poisson.")
+    mean, sd = _LEVEL_TRUTH[ensemble]
+    return LevelSample(np.sort(levels), ensemble, float(mean), float(sd))
+
+
+class UnitVector(NamedTuple):
+    r"""A unit vector of known localization (:func:`unit_vectors`).
+
+    ``kind``: ``"delta"`` (one entry :math:`\pm 1`), ``"uniform"`` (every entry
+    :math:`\pm 1/\sqrt m`) or ``"block"`` (:math:`k` entries :math:`\pm 1/\sqrt k`, the others
+    0). Exact truths: ``localization_ratio`` :math:`\|v\|_1/\|v\|_\infty` (1, :math:`m`,
+    :math:`k`) and ``participation_ratio`` :math:`\|v\|_2/\|v\|_4` (1, :math:`m^{1/4}`,
+    :math:`k^{1/4}`).
+    """
+
+    v: np.ndarray
+    kind: str
+    support: int
+    localization_ratio: float
+    participation_ratio: float
+
+
+@st.composite
+def unit_vectors(draw, sizes=(16, 64, 256), kinds=("delta", "uniform", "block")) -> UnitVector:
+    """Unit vectors with a known number of equal non-zero entries, random signs and
+    positions (:class:`UnitVector`): the truths of :func:`rmtkit.localization_ratio` and
+    :func:`rmtkit.participation_ratio`."""
+    m = int(draw(_strategy(sizes)))
+    kind = draw(_strategy(kinds))
+    rng = draw(seeds())
+    if kind == "delta":
+        k = 1
+    elif kind == "uniform":
+        k = m
+    elif kind == "block":
+        k = int(draw(st.integers(2, m - 1)))
+    else:
+        raise ValueError(f"unknown kind {kind!r}; use delta, uniform or block.")
+    v = np.zeros(m)
+    where = rng.permutation(m)[:k]
+    v[where] = rng.choice([-1.0, 1.0], size=k) / np.sqrt(k)
+    return UnitVector(v, kind, k, float(k), float(k) ** 0.25)

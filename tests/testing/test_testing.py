@@ -279,7 +279,7 @@ def test_public_names_and_lazy_import():
         for n in rt.__all__
         if n.endswith(("_samples", "_matrices")) or n == "matrices_with_spectrum"
     ]
-    assert len(strategies) == 7  # issue 16 added alternative_samples
+    assert len(strategies) == 8
     for strategy in strategies:
         doc = inspect.getdoc(strategy)
         assert "Truth" in doc or "truth" in doc, strategy.__name__
