@@ -223,7 +223,7 @@ def analyze(
         progress=progress,
     )
     dask_client(executor)  # a bad executor fails before any work
-    validate.as_key(key)
+    validate.key_option(key)
     fits = _FitAsRead(opts)
     rows = collect(
         weights,
@@ -339,7 +339,7 @@ def spectra(
     )
     validate.flag(randomize, "randomize")
     dask_client(executor)  # a bad executor fails before any work
-    validate.as_key(key)
+    validate.key_option(key)
     rows = collect(
         weights,
         layers=layers,
