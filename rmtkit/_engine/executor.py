@@ -30,6 +30,7 @@ __all__ = [
     "dask_client",
     "dask_map",
     "enable_compilation_cache",
+    "loaded_openblas",
     "local_workers",
     "memory_budget",
     "ordered_map",
@@ -93,20 +94,28 @@ _OPENBLAS_SYMBOLS = (
 )
 
 
-@functools.cache
-def _openblas_controls() -> tuple | None:
-    """(get, set) function pairs of every OpenBLAS loaded in this process, found through
-    ``/proc/self/maps`` (one file read; ``threadpoolctl``'s general scan of every loaded
-    library costs ~0.5 s with JAX and torch loaded). None where that is not possible (not
-    Linux, no OpenBLAS: MKL, Accelerate), and :func:`blas_threads` uses ``threadpoolctl``."""
-    import ctypes
-
+def loaded_openblas() -> list[str] | None:
+    """Paths of the OpenBLAS libraries loaded in this process, sorted, from ``/proc/self/maps``
+    (one file read); None where that file does not exist (not Linux)."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted(
+            return sorted(
                 {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
             )
     except OSError:
+        return None
+
+
+@functools.cache
+def _openblas_controls() -> tuple | None:
+    """(get, set) function pairs of every OpenBLAS loaded in this process
+    (:func:`loaded_openblas`; ``threadpoolctl``'s general scan of every loaded library costs
+    ~0.5 s with JAX and torch loaded). None where that is not possible (not Linux, no
+    OpenBLAS: MKL, Accelerate), and :func:`blas_threads` uses ``threadpoolctl``."""
+    import ctypes
+
+    paths = loaded_openblas()
+    if paths is None:
         return None
     controls = []
     for path in paths:

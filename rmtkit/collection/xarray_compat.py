@@ -54,6 +54,8 @@ def _defer_array_type() -> bool:
     class DeferredDask(base):
         """xarray's ``DuckArrayModule("dask")``, built only once ``dask.array`` is imported."""
 
+        _rmtkit_deferred = True
+
         def __init__(self) -> None:
             pass  # nothing imported here
 
@@ -71,7 +73,7 @@ def _defer_array_type() -> bool:
 
     if "dask" not in cache:
         cache["dask"] = DeferredDask()
-    return isinstance(cache["dask"], DeferredDask)
+    return getattr(type(cache["dask"]), "_rmtkit_deferred", False)
 
 
 def _defer_is_dask_collection() -> bool:
