@@ -180,10 +180,11 @@ def analyze(
     executor : None, "auto", "threads", "dask" or distributed.Client
         Where the per-layer work (read ``W``, its eigenvalues, its randomization) runs. Default:
         local threads (``$RMTKIT_THREADS``, default all cores; layers in flight bounded by
-        ``$RMTKIT_MEMORY``, default 512 MiB), or, when the weights are dask-backed (e.g.
-        ``rmtkit.load(path).chunk()``) and a ``dask.distributed`` client is active, one task
-        per layer on the cluster's workers. ``"dask"`` or a ``Client`` forces the cluster
-        (see :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
+        ``$RMTKIT_MEMORY``, default twice the largest layer's bytes and at least 512 MiB), or,
+        when the weights are dask-backed (e.g. ``rmtkit.load(path).chunk()``) and a
+        ``dask.distributed`` client is active, one task per layer on the cluster's workers.
+        ``"dask"`` or a ``Client`` forces the cluster (see
+        :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
 
     Returns
     -------
