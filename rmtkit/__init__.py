@@ -9,7 +9,8 @@ The math layer is pure JAX on arrays (jit-, vmap- and grad-able, NamedTuple resu
 
 The labeled layer (xarray; imported on first use): :func:`load` a model into a weight
 collection, :func:`analyze` / :func:`describe` / :func:`summary` it, :func:`sharpen` it,
-:mod:`rmtkit.plot` it, or use the familiar :class:`WeightWatcher` facade.
+:mod:`rmtkit.plot` it, :func:`report` it as one HTML page, or use the familiar
+:class:`WeightWatcher` facade.
 
 Importing rmtkit imports no deep-learning framework and no plotting library.
 
@@ -24,6 +25,7 @@ Where the code lives (each folder's ``__init__`` docstring states its import rul
 ``rmtkit/adapters/``        framework files and objects -> collection (folder ``adapters/``)
 ``rmtkit/analysis/``        the labeled layer: select, rows, analyze, compare, transform
 ``rmtkit/plot/``            figures from arrays and Datasets (public API only)
+``rmtkit/report/``          the HTML report, an application on the public API
 ``rmtkit/{cli,monitor,facade}.py``  applications on the public API only
 ``rmtkit/testing/``         hypothesis strategies and builders with known spectra
 ==========================  ===================================================================
@@ -73,6 +75,7 @@ _LAZY = {
     "model_distances": "rmtkit.analysis.many",
     "select_layers": "rmtkit.analysis.select",
     "local_workers": "rmtkit._engine.executor",
+    "Progress": "rmtkit._engine.progress",
     "sharpen": "rmtkit.analysis.transform",
     "smooth": "rmtkit.analysis.transform",
     "WeightWatcher": "rmtkit.facade",
@@ -87,6 +90,7 @@ _LAZY = {
     "plot_correlation_flow": "rmtkit.plot.model",
     "plot_alpha_hist": "rmtkit.plot.model",
     "plot_model": "rmtkit.plot.model",
+    "report": "rmtkit.report",
 }
 #: submodules reachable as attributes without an explicit import
 _LAZY_MODULES = ("plot", "monitor", "collection", "adapters", "testing")
@@ -171,8 +175,10 @@ __all__ = [
     "plot_randomized",
     "PowerLawCandidates",
     "PowerLawFit",
+    "Progress",
     "rand_distance",
     "randomize",
+    "report",
     "RowWarning",
     "select_layers",
     "sharpen",

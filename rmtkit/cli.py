@@ -5,11 +5,13 @@
     rmtkit analyze [MODEL] [--randomize] [--mp-fit] [--detx] [--fit PL|TPL|E_TPL]
                    [--layers ITEM ...] [--min-evals N] [--max-evals N] [--no-pool]
                    [--fix-fingers clip_xmax] [--base BASE] [--lora delta|merged] [--seed N]
-                   [--plots DIR] [--out FILE.csv|.nc|.parquet] [--quiet]
-                   [--threads N] [--scheduler tcp://HOST:PORT]
+                   [--plots DIR] [--report FILE.html] [--out FILE.csv|.nc|.parquet]
+                   [--quiet] [--threads N] [--scheduler tcp://HOST:PORT]
     rmtkit describe [MODEL] [--layers ITEM ...] [--min-evals N] [--no-pool]
     rmtkit compare A B [C ...] [--layers ...] [--min-evals N] [--fit ...] [--out FILE.nc|.csv]
                    [--threads N] [--scheduler tcp://HOST:PORT]
+    rmtkit report MODEL [MODEL ...] -o REPORT.html [--randomize] [--mp-fit] [--detx] [--fit ...]
+                   [--layers ...] [--min-evals N] [--no-layer-figures] [--title TEXT] [--quiet]
     rmtkit sharpen IN.onnx OUT.onnx [--mode zero|clip] [--seed N] [--layers ...]
     rmtkit smooth IN.onnx OUT.onnx [--method detX|alpha_min|rmt|percent] [--percent P]
 
@@ -187,6 +189,11 @@ def _parser() -> argparse.ArgumentParser:
         help="LoRA adapter folder: analyse the delta (default) or base + delta",
     )
     p.add_argument("--plots", metavar="DIR", help="write the figures (rmtkit.plot) into DIR")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the HTML report (rmtkit.report): one self-contained page",
+    )
     p.add_argument("--out", metavar="FILE", help="save the details: .csv, .nc or .parquet")
 
     p = sub.add_parser("describe", help="the layers that would be analysed (no computation)")
@@ -199,6 +206,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL")
     _add_common(p, model_optional=False, analysis=True)
     p.add_argument("--out", metavar="FILE", help="save all details: .nc or .csv")
+
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page: summary, sortable layer table, every layer's "
+        "figures; several models: side by side, ranked, as a series",
+    )
+    p.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="model files or folders, or .nc analyses; several: a series, in this order",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
+    p.add_argument("--title", default=None, help="the page's title")
+    p.add_argument(
+        "--no-layer-figures",
+        action="store_true",
+        help="leave out the per-layer figures (the slow part)",
+    )
+    _add_common(p, model_optional=False, analysis=True)
 
     p = sub.add_parser("sharpen", help="remove correlation traps (SVD sharpening); ONNX out")
     p.add_argument("input", metavar="IN")
@@ -358,6 +385,8 @@ def _cmd_analyze(args) -> int:
         _check_input(args.base)
     if args.out is not None:
         _save_details_check(args.out)
+    if args.report is not None:
+        _report_check(args.report)
     plot = None
     if args.plots is not None:
         try:
@@ -383,7 +412,34 @@ def _cmd_analyze(args) -> int:
         plot.plot_model(details, savefig=folder, weights=model if args.base is None else None)
         _close_figures()
         print(f"wrote figures to {folder}")
+    if args.report is not None:
+        from rmtkit import report
+
+        report(
+            details,
+            args.report,
+            weights=model,
+            key=args.seed,
+            progress=False if args.quiet else True,
+            base=args.base,
+            lora=args.lora,
+        )
+        print(f"wrote the report {args.report}")
     return 0
+
+
+def _report_check(path: str) -> None:
+    """Fail before the analysis on a report path that cannot be written, or without
+    matplotlib."""
+    import importlib.util
+
+    target = Path(path)
+    if target.is_dir():
+        raise _CliError(f"{path}: is a folder; give the HTML file to write")
+    if not target.parent.exists():
+        raise _CliError(f"{path}: folder {str(target.parent)!r} does not exist")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise _CliError("the report needs matplotlib: pip install 'rmtkit[plot]'")
 
 
 def _close_figures():
@@ -508,6 +564,35 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from rmtkit import report
+
+    for m in args.models:
+        _check_input(m)
+    _report_check(args.output)
+    names = _names(args.models)
+    models = dict(zip(names, args.models, strict=True)) if len(names) > 1 else args.models[0]
+    kwargs = _analysis_kwargs(args)
+    progress = kwargs.pop("progress")
+    key = kwargs.pop("key")
+    if all(m.lower().endswith(".nc") for m in args.models):
+        kwargs = {}  # saved analyses: nothing to analyze
+    with _execution(args) as executor:
+        if executor is not None:
+            kwargs["executor"] = executor
+        path = report(
+            models,
+            args.output,
+            key=key,
+            title=args.title,
+            layer_figures=not args.no_layer_figures,
+            progress=progress,
+            **kwargs,
+        )
+    print(f"wrote the report {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def _write_transformed(args, collection) -> int:
     from rmtkit.adapters import onnx as aonnx
 
@@ -551,6 +636,7 @@ _COMMANDS = {
     "analyze": _cmd_analyze,
     "describe": _cmd_describe,
     "compare": _cmd_compare,
+    "report": _cmd_report,
     "sharpen": _cmd_sharpen,
     "smooth": _cmd_smooth,
 }

@@ -9,10 +9,21 @@ __all__ = ["Progress"]
 class Progress:
     """``label [####----] done/total name`` on stderr, redrawn in place.
 
-    ``enabled``: True (only when stderr is a terminal), ``"always"`` or False.
+    Public as ``rmtkit.Progress`` for the applications (the report's figure rendering).
+
+    Parameters
+    ----------
+    total : int
+        Number of items (steps) to come.
+    enabled : bool or "always"
+        True: draw only when stderr is a terminal; ``"always"``: in any case; False: never.
+    label : str
+        Shown before the bar and in the final line.
+    unit : str, default "layers"
+        What an item is, in the final line ``label: <done> <unit> in <t> s``.
     """
 
-    def __init__(self, total: int, enabled, label: str):
+    def __init__(self, total: int, enabled, label: str, unit: str = "layers"):
         if enabled == "always":
             self.on = True
         elif enabled is True:
@@ -20,6 +31,7 @@ class Progress:
         else:
             self.on = False
         self.total, self.label, self.done, self.t0 = total, label, 0, time.monotonic()
+        self.unit = unit
 
     def step(self, name: str) -> None:
         """One more item done (``name`` is shown)."""
@@ -36,7 +48,7 @@ class Progress:
         """The final line: how many items in how long."""
         if self.on:
             sys.stderr.write(
-                f"\r{self.label}: {self.done} layers in "
+                f"\r{self.label}: {self.done} {self.unit} in "
                 f"{time.monotonic() - self.t0:.1f} s{note}".ljust(90)
                 + "\n"
             )

@@ -14,9 +14,8 @@ import numpy as np
 import xarray as xr
 
 from rmtkit._engine.executor import dask_client, dask_map, local_workers
-from rmtkit._engine.rows import Row
 from rmtkit.analysis.analyze import analyze
-from rmtkit.analysis.checks import read_weights, sizes
+from rmtkit.analysis.checks import plan, read_weights
 from rmtkit.analysis.dataset import rows_dataset
 from rmtkit.analysis.inputs import describe_input
 from rmtkit.analysis.select import parse_layers, select
@@ -166,19 +165,7 @@ def model_distances(
     rows, values = [], {m: [] for m in methods}
     with jax.enable_x64(True):
         for path, w in select(tree_a, filt, layers):
-            n_rows, n_cols, rf = sizes(w.shape)
-            rows.append(
-                Row(
-                    name=path,
-                    kind=str(w.attrs.get("kind", "")),
-                    layer_id=int(w.attrs.get("layer_id", -1)),
-                    N=n_rows,
-                    M=n_cols,
-                    rf=rf,
-                    slice_id=0,
-                    n_expected=rf * n_cols,
-                )
-            )
+            rows.append(plan(path, w, pool=True, min_evals=0, max_evals=None)[0])
             wb = other.get(path)
             wa_np = wb_np = None
             if wb is None or wb.shape != w.shape:

@@ -44,6 +44,7 @@ from rmtkit.collection.tree import (
     sanitize_path,
     weight_node,
 )
+from rmtkit.core import validate
 from rmtkit.errors import (
     CorruptModelError,
     InvalidArgumentError,
@@ -240,8 +241,7 @@ def lora_collection(
         ``"delta"``: one layer per adapted module, :math:`\\Delta W = s B A`. ``"merged"``: every
         base layer, :math:`W + \\Delta W` where adapted.
     """
-    if mode not in LORA_MODES:
-        raise InvalidArgumentError(f"`lora` must be one of {LORA_MODES}; got {mode!r}.")
+    validate.choice(mode, "lora", LORA_MODES)
     folder = _adapter_dir(adapter)
     if folder is None:
         raise UnsupportedModelError(

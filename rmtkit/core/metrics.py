@@ -102,7 +102,9 @@ def log_norm(evals, mask=None):
     x, m = _spectrum(evals, mask)
     total = norm(x, m)
     scaled, e = _scaled(x, m, lambda_max(x, m))
-    rescaled = _log10_pos(jnp.sum(scaled)) + e.astype(x.dtype) * jnp.log10(2.0)
+    rescaled = _log10_pos(jnp.sum(scaled)) + e.astype(x.dtype) * jnp.log10(
+        jnp.asarray(2.0, x.dtype)
+    )
     return jnp.where(jnp.isposinf(total), rescaled, _log10_pos(total))
 
 

@@ -69,7 +69,10 @@ def _float(x):
 
 
 def mp_pdf(
-    x: Float[ArrayLike, "*s"], *, Q: float | Float[ArrayLike, ""], sigma: float = 1.0
+    x: Float[ArrayLike, "*s"],
+    *,
+    Q: float | Float[ArrayLike, ""],
+    sigma: float | Float[ArrayLike, ""] = 1.0,
 ) -> Float[Array, "*s"]:
     r"""Marchenko–Pastur density of the eigenvalues of :math:`W^\top W / N`.
 
@@ -113,7 +116,10 @@ def mp_pdf(
 
 
 def mp_cdf(
-    x: Float[ArrayLike, "*s"], *, Q: float | Float[ArrayLike, ""], sigma: float = 1.0
+    x: Float[ArrayLike, "*s"],
+    *,
+    Q: float | Float[ArrayLike, ""],
+    sigma: float | Float[ArrayLike, ""] = 1.0,
 ) -> Float[Array, "*s"]:
     r"""Marchenko–Pastur cumulative distribution function, in closed form.
 
@@ -164,7 +170,10 @@ def mp_cdf(
 
 
 def mp_quantile(
-    p: Float[ArrayLike, "*s"], *, Q: float | Float[ArrayLike, ""], sigma: float = 1.0
+    p: Float[ArrayLike, "*s"],
+    *,
+    Q: float | Float[ArrayLike, ""],
+    sigma: float | Float[ArrayLike, ""] = 1.0,
 ) -> Float[Array, "*s"]:
     r"""Quantile function of the Marchenko–Pastur law: :math:`F^{-1}(p)` by bisection.
 

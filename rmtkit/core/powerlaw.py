@@ -109,7 +109,7 @@ def _sorted_valid(evals: Array, mask: Array, thresh: float) -> tuple[Array, Arra
 
 
 def _scan_block(
-    first: Array, size: int, lx: Array, n: Array, *, small: Array, force: bool
+    first: Array, size: int, lx: Array, n: Array, *, small: Array | bool, force: bool
 ) -> tuple[Array, Array]:
     """``(alpha_i, D_i)`` for candidates ``first .. first+size-1`` (0-based).
 
@@ -319,7 +319,7 @@ def _succeeded(n: Array, i: Array, alpha: Array, ks: Array) -> Array:
 
 
 def _assemble(
-    x, n, i, alpha, ks, *, ci: float, raw_alpha=None, num_fingers=None, bad=False
+    x, n, i, alpha, ks, *, ci: float | None, raw_alpha=None, num_fingers=None, bad=False
 ) -> PowerLawFit:
     """Package one fit, NaN where it failed (no admissible candidate, too few data, bad data)."""
     dtype = x.dtype

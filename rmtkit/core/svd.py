@@ -105,7 +105,7 @@ def _detx(x, valid) -> DetX:
 def _svd_slices(w: Array, dtype):
     """SVD of every slice. A slice with a NaN / infinite entry is decomposed as zeros and its
     singular values set to NaN, so the result is NaN there: LAPACK's ``gesdd`` with vectors
-    never returns on some such inputs (found by tests/test_fuzz_math.py)."""
+    never returns on some such inputs (found by tests/core/test_fuzz_math.py)."""
     stack = canonical_slices(w).astype(dtype)
     finite = jnp.all(jnp.isfinite(stack), axis=(1, 2))
     u, s, vh = jnp.linalg.svd(jnp.where(finite[:, None, None], stack, 0.0), full_matrices=False)

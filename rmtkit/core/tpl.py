@@ -137,7 +137,7 @@ def _log_g_cf(s, x):
     return s * jnp.log(x) - x + jnp.log(h)
 
 
-def log_upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
+def log_upper_gamma(s: Float[ArrayLike, "*#b"], x: Float[ArrayLike, "*#b"]) -> Float[Array, "*#b"]:
     r"""Logarithm of the upper incomplete gamma function :math:`\Gamma(s, x)`, any real
     :math:`s \ge -32`, :math:`x > 0` (negative :math:`s` included).
 
@@ -168,7 +168,8 @@ def log_upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Flo
 
     Examples
     --------
-    >>> round(float(jnp.exp(rmtkit.tpl.log_upper_gamma(-1.5, 1.0))), 5)  # mpmath.gammainc(-1.5, 1)
+    >>> from rmtkit.core.tpl import log_upper_gamma
+    >>> round(float(jnp.exp(log_upper_gamma(-1.5, 1.0))), 5)  # mpmath.gammainc(-1.5, 1)
     0.12649
     """
     s = jnp.asarray(s)
@@ -190,14 +191,15 @@ def _log_upper_gamma(s, x):
     return jnp.where(ok, val, jnp.nan)
 
 
-def upper_gamma(s: Float[ArrayLike, "*b"], x: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
+def upper_gamma(s: Float[ArrayLike, "*#b"], x: Float[ArrayLike, "*#b"]) -> Float[Array, "*#b"]:
     r"""Upper incomplete gamma :math:`\Gamma(s, x)` for real :math:`s \ge -32`, :math:`x > 0`.
 
     ``exp(log_upper_gamma(s, x))``; see `log_upper_gamma` for the method and accuracy.
 
     Examples
     --------
-    >>> round(float(rmtkit.upper_gamma(1.0, 2.0)), 6)  # e^-2
+    >>> from rmtkit.core.tpl import upper_gamma
+    >>> round(float(upper_gamma(1.0, 2.0)), 6)  # e^-2
     0.135335
     """
     return jnp.exp(log_upper_gamma(s, x))

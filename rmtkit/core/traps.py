@@ -19,6 +19,7 @@ from jaxtyping import Bool, Float, Int
 
 from rmtkit.core import validate
 from rmtkit.core.esd import (
+    CONV_NORM,
     canonical_slices,
     compute_dtype,
     from_canonical_slices,
@@ -209,7 +210,7 @@ def correlation_traps(
     margin: str = "ww",
     max_traps: int = 4,
     normalize: bool = False,
-    conv_norm: float = 0.5,
+    conv_norm: float = CONV_NORM,
     dtype=None,
 ) -> TrapStats:
     r"""Randomized-spectrum metrics and correlation traps of one layer (docs/math.md §6).

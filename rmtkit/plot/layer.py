@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import rmtkit
-from rmtkit.errors import InvalidArgumentError
+from rmtkit.core import validate
 from rmtkit.plot.style import (
     _TITLES,
     SCALES,
@@ -67,8 +67,7 @@ def plot_esd(
     -------
     matplotlib.figure.Figure
     """
-    if scale not in SCALES:
-        raise InvalidArgumentError(f"`scale` must be one of {SCALES}; got {scale!r}.")
+    validate.choice(scale, "scale", SCALES)
     x = _values(evals)
     fit = _pl_fit(x, fit)
     alpha, xmin, ks, n_tail = _fit_summary(fit)

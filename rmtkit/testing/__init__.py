@@ -23,8 +23,9 @@ strategy                   returns                  truth
 ========================== ======================== ===========================================
 
 Importing this subpackage needs ``hypothesis`` (``pip install 'rmtkit[test]'``); ``import
-rmtkit`` does not import it. The builders (:mod:`rmtkit.testing.matrices`) and laws
-(:mod:`rmtkit.testing.theory`) behind the strategies are plain numpy.
+rmtkit`` does not import it. The builders (:mod:`rmtkit.testing.matrices`), samplers
+(:mod:`rmtkit.testing.samples`: Pareto and truncated-power-law tails, Wishart spectra, each
+with its law) and laws (:mod:`rmtkit.testing.theory`) behind the strategies are plain numpy.
 """
 
 from rmtkit.testing.matrices import (
@@ -34,6 +35,7 @@ from rmtkit.testing.matrices import (
     plant_traps,
     with_spectrum,
 )
+from rmtkit.testing.samples import pareto_draws, tpl_draws, wishart_eigenvalues
 from rmtkit.testing.strategies import (
     GaussianMatrix,
     HeavyTailedMatrix,
@@ -64,6 +66,7 @@ __all__ = [
     "log_uniform_spectrum",
     "matrices_with_spectrum",
     "mp_edges",
+    "pareto_draws",
     "pareto_entries",
     "pareto_samples",
     "ParetoSample",
@@ -72,8 +75,10 @@ __all__ = [
     "seeds",
     "spiked_matrices",
     "SpikedMatrix",
+    "tpl_draws",
     "tracy_widom_edge",
     "trapped_matrices",
     "TrappedMatrix",
+    "wishart_eigenvalues",
     "with_spectrum",
 ]

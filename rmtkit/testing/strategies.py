@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from hypothesis import strategies as st
 
-from rmtkit.testing import matrices, theory
+from rmtkit.testing import matrices, samples, theory
 
 
 class ParetoSample(NamedTuple):
@@ -159,7 +159,8 @@ def pareto_samples(
 ) -> ParetoSample:
     r"""Pareto samples with known exponent :math:`\alpha` and lower bound :math:`x_{\min}`.
 
-    Drawn by inversion: :math:`x = x_{\min} U^{-1/(\alpha-1)}`, :math:`U` uniform on (0, 1].
+    Drawn by inversion (:func:`rmtkit.testing.samples.pareto_draws`):
+    :math:`x = x_{\min} U^{-1/(\alpha-1)}`, :math:`U` uniform on (0, 1].
 
     Truth (exact at every n): :math:`x \ge x_{\min}` and
     :math:`(\alpha - 1)\sum_i \ln(x_i/x_{\min}) \sim \mathrm{Gamma}(n, 1)`, so the MLE at the
@@ -169,9 +170,7 @@ def pareto_samples(
     n = draw(_strategy(sizes))
     alpha = draw(_strategy(alphas))
     xmin = draw(_strategy(xmins))
-    rng = draw(seeds())
-    u = 1.0 - rng.random(n)  # in (0, 1]
-    x = xmin * u ** (-1.0 / (alpha - 1.0))
+    x = samples.pareto_draws(n, alpha, xmin, rng=draw(seeds()))
     return ParetoSample(x.astype(dtype), float(alpha), float(xmin))
 
 
