@@ -84,9 +84,64 @@ def test_the_default_route_switches_at_two_stage_from(monkeypatch):
 @pytest.mark.slow
 @two_stage
 def test_an_llm_sized_width_meets_the_contract():
-    """M = TWO_STAGE_FROM: the route real layers of this size take, against SVD values."""
+    """M = TWO_STAGE_FROM, the default threshold (no patching): the route real layers of this
+    size take, against numpy's float64 ``eigvalsh`` of the same Gram matrix and SVD values."""
     w = heavy_tailed(host.TWO_STAGE_FROM + 300, host.TWO_STAGE_FROM, seed=2)
-    assert max_rel_error(host.host_esd(w), svd_reference(w)) < CONTRACT
+    got = host.host_esd(w)
+    numpy_evals = np.linalg.eigvalsh(host.gram64(w))
+    assert max_rel_error(got, numpy_evals) < CONTRACT
+    assert max_rel_error(got, svd_reference(w)) < CONTRACT
+    assert got.tobytes() == host.host_esd(w).tobytes()
+
+
+def assert_bit_identical(a, b) -> None:
+    """Same Dataset (``identical``) and equal bytes of every float variable (-0.0 != 0.0)."""
+    assert a.identical(b)
+    for name in a.data_vars:
+        x, y = np.asarray(a[name].values), np.asarray(b[name].values)
+        if x.dtype.kind == "f":
+            assert x.tobytes() == y.tobytes(), name
+
+
+def llm_like_model():
+    from rmtkit.collection import from_layers
+
+    return from_layers(
+        {
+            "q": heavy_tailed(96, 96, seed=5),
+            "up": heavy_tailed(256, 96, seed=6),
+            "down": heavy_tailed(96, 256, seed=7).T.copy(),
+            "emb": (heavy_tailed(400, 80, seed=8), "embedding"),
+        }
+    )
+
+
+@two_stage
+def test_the_analysis_through_the_two_stage_route_is_deterministic(monkeypatch):
+    """Every layer of a model through the two-stage route (threshold lowered): bit-identical
+    details across runs and worker-thread counts, and within the precision contract of the
+    one-stage route (numpy's ``eigvalsh``) for the spectra (``lambda_max``)."""
+    import rmtkit
+    from rmtkit._engine.executor import local_workers
+
+    model = llm_like_model()
+    options = dict(randomize=True, mp_fit=True, key=3, progress=False)
+    calls, real = [], host._two_stage
+    monkeypatch.setattr(host, "_two_stage", lambda: calls.append(1) or real())
+    monkeypatch.setattr(host, "TWO_STAGE_FROM", 64)
+    with local_workers(1):
+        serial = rmtkit.analyze(model, **options)
+    with local_workers(2):
+        threaded = rmtkit.analyze(model, **options)
+    again = rmtkit.analyze(model, **options)
+    assert_bit_identical(serial, threaded)
+    assert_bit_identical(serial, again)
+    assert len(calls) >= 3 * 2 * 4  # 3 runs x (weights + randomized) x 4 layers
+    monkeypatch.setattr(host, "TWO_STAGE_FROM", 1 << 30)
+    one_stage = rmtkit.analyze(model, **options)
+    np.testing.assert_allclose(
+        serial.lambda_max.values, one_stage.lambda_max.values, rtol=CONTRACT, atol=0
+    )
 
 
 def test_no_convergence_falls_back_to_svd_values(monkeypatch):
