@@ -116,6 +116,7 @@ def llm_like_model():
     )
 
 
+@pytest.mark.slow
 @two_stage
 def test_the_analysis_through_the_two_stage_route_is_deterministic(monkeypatch):
     """Every layer of a model through the two-stage route (threshold lowered): bit-identical
