@@ -130,14 +130,33 @@ def embedding_folder(folder: str, weight_map: dict) -> str:
     return sub
 
 
-def child(python: str, code: str, path: str, env: dict) -> dict:
-    """``code`` in a fresh ``python`` on ``path``; its last line of output, as JSON."""
-    proc = subprocess.run(
-        [python, "-c", code, path], env=env, capture_output=True, text=True, check=False
-    )
+def child(
+    label: str, python: str, code: str, path: str, env: dict, timeout: float | None = None
+) -> dict:
+    """``code`` in a fresh ``python`` on ``path``; its last line of output, as JSON, printed
+    at once as one line (a long run keeps what it measured). Past ``timeout`` seconds the
+    process is killed and ``{"timeout": timeout}`` returned."""
+    try:
+        proc = subprocess.run(
+            [python, "-c", code, path],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"  {label} on {path}: killed after {timeout:.0f} s", flush=True)
+        return {"timeout": timeout}
     if proc.returncode != 0:
         raise SystemExit(f"{python} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"  {label} on {path}: {out['seconds']:.1f} s, CPU {out['cpu']:.1f} s,"
+        f" peak RSS {out['rss'] / GB:.2f} GB",
+        flush=True,
+    )
+    return out
 
 
 def summary(label: str, full: dict, embed: dict, blocks: int, bound: float) -> dict:
@@ -172,6 +191,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=2, help="of the 32 blocks (default 2)")
     parser.add_argument("--scale", type=int, default=1, help="divide d, f and vocab by this")
     parser.add_argument("--dir", help="where to write the model (default: a temp folder)")
+    parser.add_argument(
+        "--ww-timeout", type=float, help="seconds per WW run (killed after: a lower bound)"
+    )
     route = parser.add_mutually_exclusive_group()
     route.add_argument("--device-route", action="store_true", help="force the device route")
     route.add_argument("--host-route", action="store_true", help="forbid the device route")
@@ -194,9 +216,12 @@ def main() -> None:
             f"{dim}x{dim}, 3 {ffn}x{dim}), float16, {on_disk / GB:.2f} GB in {len(weight_map)}"
             f" tensors; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
         )
-        runs = {"rmtkit": [child(sys.executable, RMTKIT_CHILD, p, env) for p in (folder, embed)]}
+        paths = (folder, embed)
+        runs = {"rmtkit": [child("rmtkit", sys.executable, RMTKIT_CHILD, p, env) for p in paths]}
         if args.ww_python:
-            runs["ww"] = [child(args.ww_python, WW_CHILD, p, env) for p in (folder, embed)]
+            runs["ww"] = [
+                child("WW 0.7.7", args.ww_python, WW_CHILD, p, env, args.ww_timeout) for p in paths
+            ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"rmtkit route: {runs['rmtkit'][0]['route']}")
@@ -206,14 +231,30 @@ def main() -> None:
     )
     ours = summary("rmtkit", *runs["rmtkit"], args.blocks, bound)
     if "ww" in runs:
-        theirs = summary("WW 0.7.7", *runs["ww"], args.blocks, bound)
+        report_ww(runs, ours, args, bound)
+
+
+def report_ww(runs: dict, ours: dict, args, bound: float) -> None:
+    """WeightWatcher's line and the WW / rmtkit ratios (a lower bound where WW timed out)."""
+    (full, embed), mine = runs["ww"], runs["rmtkit"][0]
+    if "timeout" in full:
         print(
-            f"WW / rmtkit: folder {runs['ww'][0]['seconds'] / runs['rmtkit'][0]['seconds']:.2f}x,"
-            f" per block {theirs['per_block'] / ours['per_block']:.2f}x, extrapolated 7B "
-            f"{theirs['whole'] / ours['whole']:.2f}x (target >= 3x)"
+            f"WW 0.7.7 did not finish the folder in {args.ww_timeout:.0f} s: WW / rmtkit folder"
+            f" > {args.ww_timeout / mine['seconds']:.2f}x (a lower bound)"
         )
-        for key in ("alpha", "lambda_max"):
-            print(f"{key} agreement: {agreement(runs['rmtkit'][0], runs['ww'][0], key)}")
+        return
+    theirs = None if "timeout" in embed else summary("WW 0.7.7", full, embed, args.blocks, bound)
+    print(
+        f"WW / rmtkit, folder: wall {full['seconds'] / mine['seconds']:.2f}x, "
+        f"CPU {full['cpu'] / mine['cpu']:.2f}x (target >= 3x)"
+    )
+    if theirs is not None:
+        print(
+            f"WW / rmtkit: per block {theirs['per_block'] / ours['per_block']:.2f}x, "
+            f"extrapolated 7B {theirs['whole'] / ours['whole']:.2f}x"
+        )
+    for key in ("alpha", "lambda_max"):
+        print(f"{key} agreement: {agreement(mine, full, key)}")
 
 
 if __name__ == "__main__":
