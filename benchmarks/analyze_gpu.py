@@ -6,7 +6,9 @@ generated on the device per layer when the analysis reads it (a lazy collection:
 stays at one layer). Prints the GPU floor (``jnp.linalg.eigvalsh`` of each float32 Gram
 matrix on the device, summed, Gram products excluded), ``rmtkit.analyze`` on the device route
 (first call: compiles included; second call), their ratios, and how many slices needed the
-float64 recompute (:mod:`rmtkit._engine.device`).
+float64 recompute (:mod:`rmtkit._engine.device`), and, for ``--check`` layers (one per shape),
+the device spectra against the CPU route's float64 ones (docs/math.md §1's contract: 1e-5
+relative for the eigenvalues >= 1e-6 lambda_max) and the alphas fitted to both.
 
     python benchmarks/analyze_gpu.py                      # needs a GPU (JAX with CUDA)
     python benchmarks/analyze_gpu.py --blocks 1 --scale 16 --force   # smoke run on a CPU
@@ -79,6 +81,37 @@ def gpu_floor(shapes: dict[str, tuple[int, int]]) -> float:
     return total
 
 
+def host_agreement(shapes: dict[str, tuple[int, int]], count: int) -> list[str]:
+    """The device route against the host route (float64 LAPACK, docs/math.md §1) on the first
+    layer of each shape, ``count`` layers at most: eigenvalues (max relative error over those
+    >= 1e-6 lambda_max, contract 1e-5), the alpha of :func:`rmtkit.fit_pl` on both spectra,
+    and lambda_max. One line per layer."""
+    import jax
+
+    import rmtkit
+    from rmtkit._engine.device import device_esd
+    from rmtkit._engine.host import host_esd
+
+    lines, seen = [], set()
+    for i, (path, shape) in enumerate(shapes.items()):
+        if shape in seen or len(seen) >= count:
+            continue
+        seen.add(shape)
+        w = make_loader(i, shape)()
+        ours, ref = device_esd(w), host_esd(w)
+        keep = ref >= 1e-6 * ref[-1]
+        err = float(np.max(np.abs(ours[keep] - ref[keep]) / ref[keep]))
+        with jax.enable_x64(True):
+            a_dev, a_host = (float(rmtkit.fit_pl(e).alpha) for e in (ours, ref))
+        lines.append(
+            f"{path} {shape}: eigenvalues max rel err {err:.1e} "
+            f"({'within' if err <= 1e-5 else 'OUTSIDE'} the 1e-5 contract); alpha device "
+            f"{a_dev:.6f} host {a_host:.6f}; lambda_max rel diff "
+            f"{abs(ours[-1] - ref[-1]) / ref[-1]:.1e}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=32)
@@ -86,13 +119,19 @@ def main() -> None:
     parser.add_argument(
         "--force", action="store_true", help="force the device route even without a GPU (smoke run)"
     )
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=2,
+        help="layers (one per shape) compared with the CPU route's float64 spectra (0: none)",
+    )
     args = parser.parse_args()
     if args.force:
         os.environ["RMTKIT_DEVICE_SPECTRA"] = "1"
     import jax
 
     import rmtkit
-    from rmtkit import _device
+    from rmtkit._engine import device as _device
     from rmtkit._engine.spectra import use_device
 
     if not use_device():
@@ -128,6 +167,8 @@ def main() -> None:
     print(f"GPU floor (f32 eigvalsh of Gram, summed): {floor:8.2f} s")
     for label, seconds in (("first call (compiles)", first), ("second call", second)):
         print(f"rmtkit.analyze, {label + ':':<23} {seconds:8.2f} s  {seconds / floor:5.2f}x floor")
+    for line in host_agreement(shapes, args.check):
+        print(f"vs the CPU route: {line}")
 
 
 if __name__ == "__main__":

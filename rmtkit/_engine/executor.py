@@ -30,6 +30,7 @@ __all__ = [
     "dask_client",
     "dask_map",
     "enable_compilation_cache",
+    "loaded_openblas",
     "local_workers",
     "memory_budget",
     "ordered_map",
@@ -47,7 +48,8 @@ CACHE_ENV = "RMTKIT_JAX_CACHE"
 MEMORY_ENV = "RMTKIT_MEMORY"
 #: named values of the ``executor`` option of the analyses (or a ``distributed.Client``)
 EXECUTORS = ("auto", "threads", "dask")
-#: default bytes of the layers in flight together (one layer always runs, whatever its size)
+#: least default bytes of the layers in flight together (one layer always runs, whatever its
+#: size; :func:`memory_budget` allows two of the largest layers)
 MEMORY_BUDGET = 512 << 20
 
 
@@ -93,20 +95,28 @@ _OPENBLAS_SYMBOLS = (
 )
 
 
-@functools.cache
-def _openblas_controls() -> tuple | None:
-    """(get, set) function pairs of every OpenBLAS loaded in this process, found through
-    ``/proc/self/maps`` (one file read; ``threadpoolctl``'s general scan of every loaded
-    library costs ~0.5 s with JAX and torch loaded). None where that is not possible (not
-    Linux, no OpenBLAS: MKL, Accelerate), and :func:`blas_threads` uses ``threadpoolctl``."""
-    import ctypes
-
+def loaded_openblas() -> list[str] | None:
+    """Paths of the OpenBLAS libraries loaded in this process, sorted, from ``/proc/self/maps``
+    (one file read); None where that file does not exist (not Linux)."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted(
+            return sorted(
                 {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
             )
     except OSError:
+        return None
+
+
+@functools.cache
+def _openblas_controls() -> tuple | None:
+    """(get, set) function pairs of every OpenBLAS loaded in this process
+    (:func:`loaded_openblas`; ``threadpoolctl``'s general scan of every loaded library costs
+    ~0.5 s with JAX and torch loaded). None where that is not possible (not Linux, no
+    OpenBLAS: MKL, Accelerate), and :func:`blas_threads` uses ``threadpoolctl``."""
+    import ctypes
+
+    paths = loaded_openblas()
+    if paths is None:
         return None
     controls = []
     for path in paths:
@@ -142,9 +152,16 @@ def blas_threads(limit: int):
             set_(int(n))
 
 
-def memory_budget() -> int:
+def memory_budget(largest: int = 0) -> int:
     """Bytes the layers in flight may take together: ``$RMTKIT_MEMORY`` (bytes; suffixes
-    K/M/G accepted) or :data:`MEMORY_BUDGET`."""
+    K/M/G accepted), else the larger of :data:`MEMORY_BUDGET` and twice ``largest`` (the bytes
+    the largest layer of the analysis needs while it runs).
+
+    Twice the largest layer lets two of them run at once: on a model of large layers (an LLM's
+    MLP matrices: 0.35 GB each, float32 + Gram) two cores stay busy where a fixed 512 MiB ran
+    them one at a time (``benchmarks/llm_sized.py``: 1.9x per block), and the peak stays near
+    the process + 2 x the largest layer, within 1.5 GB + 3 x the largest matrix.
+    """
     env = os.environ.get(MEMORY_ENV, "").strip().upper()
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     try:
@@ -154,7 +171,7 @@ def memory_budget() -> int:
             return max(1, int(float(env)))
     except ValueError:
         pass
-    return MEMORY_BUDGET
+    return max(MEMORY_BUDGET, 2 * int(largest))
 
 
 def ordered_map(

@@ -6,7 +6,15 @@ bucket's chunk of :func:`rmtkit._engine.kernels.batch_size` rows is fitted
 (:func:`rmtkit._engine.kernels.run_kernels`) as soon as it is full, so the kernels run while the
 worker threads compute the next spectra. Rows arrive in layer order, so each chunk holds the
 same rows as if they were all collected first: the results do not depend on the timing.
+
+The kernels of a bucket are made ready (loaded from disk, or compiled) on a background thread as
+soon as the bucket's first row arrives, by one call on a chunk of padding alone, while the
+worker threads still compute spectra: a fresh process no longer loads them serially when the
+first chunk is fitted (often at the end, for a small model). The chunk waits for that call, so
+a kernel is never loaded twice, and the rows' values come from the chunk's own call.
 """
+
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -63,9 +71,9 @@ def _spread(values: np.ndarray, index: list[int], size: int) -> np.ndarray:
     return out
 
 
-def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions, key=None) -> None:
-    """Run the kernels on one chunk of rows of a bucket (padded to ``size`` rows of
-    ``length``); fill ``row.values``."""
+def _padded_inputs(chunk: list[Row], length: int, size: int) -> tuple:
+    """The kernels' inputs for a chunk of rows padded to ``size`` rows of ``length``: evals,
+    mask, n_rows, q, m_slice (padding rows: all masked, sizes 1)."""
     evals, mask = pad_spectra([r.evals for r in chunk], length=length)
     pad = size - len(chunk)
     evals = np.concatenate([evals, np.ones((pad, length))]).astype(np.float64)
@@ -73,6 +81,13 @@ def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions, ke
     n_rows = np.array([r.N for r in chunk] + [1] * pad, np.float64)
     q = np.array([r.N / r.M for r in chunk] + [1.0] * pad, np.float64)
     m_slice = np.array([r.M for r in chunk] + [1] * pad, np.float64)
+    return evals, mask, n_rows, q, m_slice
+
+
+def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions, key=None) -> None:
+    """Run the kernels on one chunk of rows of a bucket (padded to ``size`` rows of
+    ``length``); fill ``row.values``."""
+    evals, mask, n_rows, q, m_slice = _padded_inputs(chunk, length, size)
     rand = None
     if any(r.rand_evals is not None for r in chunk):
         rand = _rand_inputs(chunk, length, size)
@@ -92,6 +107,14 @@ def _fit_chunk(chunk: list[Row], length: int, size: int, opts: KernelOptions, ke
         )
 
 
+def _warm_up(length: int, size: int, opts: KernelOptions, randomized: bool) -> None:
+    """Load (or compile) the kernels of a bucket by one call on padding alone (module
+    docstring); its outputs are dropped."""
+    rand = _rand_inputs([], length, size) if randomized else None
+    with jax.enable_x64(True):
+        run_kernels(opts, *_padded_inputs([], length, size), rand)
+
+
 class Fitter:
     """Fits rows in bucket chunks as they arrive (module docstring); :meth:`finish` fits the
     partial chunks."""
@@ -100,20 +123,47 @@ class Fitter:
         self.opts = opts
         self.key = key  # the analysis key (typed), for the goodness-of-fit bootstrap
         self.waiting: dict[int, list[Row]] = {}
+        self.ready: dict[tuple[int, bool], Future] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def _prepare(self, length: int, randomized: bool) -> None:
+        """Start making the kernels of a bucket ready in the background (once per bucket)."""
+        if (length, randomized) in self.ready:
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmtkit-kernels")
+        self.ready[(length, randomized)] = self.pool.submit(
+            _warm_up, length, batch_size(length), self.opts, randomized
+        )
+
+    def _fit(self, group: list[Row], length: int) -> None:
+        """Fit one chunk once its bucket's kernels are ready (a failed warm-up is ignored: the
+        chunk's own call loads the kernels and raises what there is to raise)."""
+        for key in ((length, False), (length, True)):
+            future = self.ready.get(key)
+            if future is not None:
+                future.exception()  # wait; the outcome is the chunk's own call's
+        _fit_chunk(group, length, batch_size(length), self.opts, self.key)
 
     def add(self, rows: list[Row]) -> None:
         """Queue rows (each with a spectrum to fit); fit any bucket chunk now full."""
         for r in rows:
             length = bucket_length(r.evals.size, min_length=FIT_BUCKET_MIN)
+            self._prepare(length, r.rand_evals is not None)
             group = self.waiting.setdefault(length, [])
             group.append(r)
             if len(group) == batch_size(length):
-                _fit_chunk(group, length, batch_size(length), self.opts, self.key)
+                self._fit(group, length)
                 self.waiting[length] = []
 
     def finish(self) -> None:
         """Fit the partial chunks."""
-        for length, group in sorted(self.waiting.items()):
-            if group:
-                _fit_chunk(group, length, batch_size(length), self.opts, self.key)
-        self.waiting.clear()
+        try:
+            for length, group in sorted(self.waiting.items()):
+                if group:
+                    self._fit(group, length)
+            self.waiting.clear()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None

@@ -232,10 +232,11 @@ def analyze(
     executor : None, "auto", "threads", "dask" or distributed.Client
         Where the per-layer work (read ``W``, its eigenvalues, its randomization) runs. Default:
         local threads (``$RMTKIT_THREADS``, default all cores; layers in flight bounded by
-        ``$RMTKIT_MEMORY``, default 512 MiB), or, when the weights are dask-backed (e.g.
-        ``rmtkit.load(path).chunk()``) and a ``dask.distributed`` client is active, one task
-        per layer on the cluster's workers. ``"dask"`` or a ``Client`` forces the cluster
-        (see :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
+        ``$RMTKIT_MEMORY``, default twice the largest layer's bytes and at least 512 MiB), or,
+        when the weights are dask-backed (e.g. ``rmtkit.load(path).chunk()``) and a
+        ``dask.distributed`` client is active, one task per layer on the cluster's workers.
+        ``"dask"`` or a ``Client`` forces the cluster (see
+        :func:`rmtkit._exec.dask_client`). The result is the same Dataset either way.
     max_fingers, finger_thresh : int, float, default 10, 1.0
         Knobs of ``fix_fingers="clip_xmax"`` (:func:`rmtkit.fit_pl`; WeightWatcher's names and
         defaults).
@@ -325,7 +326,8 @@ def analyze(
     validate.flag(conv2d_norm, "conv2d_norm")
     validate.flag(singular_values, "singular_values")
     dask_client(executor)  # a bad executor fails before any work
-    typed_key = validate.as_key(key)
+    # the key is built only when a goodness-of-fit bootstrap needs it (a start-up cost)
+    typed_key = validate.as_key(key) if gof else validate.key_option(key)
     fits = _FitAsRead(opts, typed_key if gof else None)
     rows = collect(
         weights,
@@ -581,7 +583,7 @@ def spectra(
         stacked=stacked,
     )
     dask_client(executor)  # a bad executor fails before any work
-    validate.as_key(key)
+    validate.key_option(key)
     rows = collect(
         weights,
         layers=layers,

@@ -3,8 +3,9 @@
 Each layer's work -- plan its rows, read ``W``, check it, compute its spectra (and randomize it),
 drop ``W`` -- is one task (:func:`layer_rows`), run on local threads
 (:func:`rmtkit._engine.executor.ordered_map`: ``$RMTKIT_THREADS``, default all cores, one BLAS
-thread each, the layers in flight bounded by ``$RMTKIT_MEMORY``) or, for dask-backed weights with
-a ``dask.distributed`` client active, as one task per layer on the cluster's workers
+thread each, the layers in flight bounded by ``$RMTKIT_MEMORY``, default twice the largest
+layer and at least 512 MiB) or, for dask-backed weights with a ``dask.distributed`` client
+active, as one task per layer on the cluster's workers
 (:func:`rmtkit._engine.executor.dask_map`). Rows come back in layer order either way: the
 results never depend on the executor, the thread count or the scheduling.
 """
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from rmtkit._engine.executor import dask_client, dask_map, ordered_map
+from rmtkit._engine.executor import dask_client, dask_map, memory_budget, ordered_map
 from rmtkit._engine.host import footprint
 from rmtkit._engine.progress import Progress
 from rmtkit._engine.rows import Row
@@ -158,7 +159,13 @@ def collect(
     )
     client = dask_client(executor, dask_backed=any(w.chunks is not None for _, w in chosen))
     if client is None:
-        results = ordered_map(functools.partial(layer_rows, **options), chosen, cost=_cost)
+        largest = max((_cost(item) for item in chosen), default=0)
+        results = ordered_map(
+            functools.partial(layer_rows, **options),
+            chosen,
+            cost=_cost,
+            budget=memory_budget(largest),
+        )
     else:
         results = dask_map(
             client,

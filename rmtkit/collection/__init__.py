@@ -8,7 +8,9 @@ It computes no metric.
 - :mod:`rmtkit.collection.tree` — the data model (below), nodes, lazy arrays, validation;
 - :mod:`rmtkit.collection.load` — ``rmtkit.load``: any model object or file, via its adapter;
 - :mod:`rmtkit.collection.finetune` — ``base=`` deltas and LoRA adapters as collections;
-- :mod:`rmtkit.collection.data` — the files shipped with rmtkit (the embedded model).
+- :mod:`rmtkit.collection.data` — the files shipped with rmtkit (the embedded model);
+- :mod:`rmtkit.collection.xarray_compat` — xarray's dask tests made lazy (no ``dask`` import
+  for the Datasets of a process that does not use dask).
 
 The labeled weight collection: one ``xarray.DataTree`` node per analyzable layer.
 
@@ -57,6 +59,9 @@ from rmtkit.collection.tree import (
     validate_collection,
     weight_node,
 )
+from rmtkit.collection.xarray_compat import defer_dask
+
+defer_dask()
 
 __all__ = [
     "DIMS",

@@ -15,12 +15,11 @@ unique: a damped Newton method with a vectorised line search finds it in a fixed
 steps, for every :math:`x_{\min}` candidate at once.
 """
 
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import scipy.special
 from jax import Array
 from jax.scipy.special import erfc, gammaln
 from jax.typing import ArrayLike
@@ -46,10 +45,18 @@ _NEWTON_STEPS = 60
 
 
 _SERIES_TERMS = 30
-#: Taylor coefficients of ln Γ(1+a)/a: -γ, ζ(2)/2, -ζ(3)/3, ...
-_LGAMMA_TAYLOR = tuple(
-    [-0.5772156649015329] + [(-1.0) ** k * float(scipy.special.zeta(k)) / k for k in range(2, 26)]
-)
+
+
+@cache
+def _lgamma_taylor() -> tuple[float, ...]:
+    """Taylor coefficients of ln Γ(1+a)/a: -γ, ζ(2)/2, -ζ(3)/3, ... (computed when a kernel is
+    first traced: ``scipy.special`` costs ~0.25 s to import, so not at ``import rmtkit``)."""
+    import scipy.special
+
+    return tuple(
+        [-0.5772156649015329]
+        + [(-1.0) ** k * float(scipy.special.zeta(k)) / k for k in range(2, 26)]
+    )
 
 
 def _expm1_over(a, c):
@@ -69,7 +76,7 @@ def _log_gamma_base(a, x):
     a_near = jnp.where(near, a, 0.0)
     # ln Γ(1+a) / a = -γ + Σ_k (-1)^k ζ(k)/k a^(k-1) (converges for |a| < 1)
     poly = jnp.zeros_like(a)
-    for coef in _LGAMMA_TAYLOR[::-1]:
+    for coef in _lgamma_taylor()[::-1]:
         poly = poly * a_near + coef
     a_far = jnp.where(near, 1.0, a)
     lg_over_a = jnp.where(near, poly, gammaln(1.0 + a_far) / a_far)

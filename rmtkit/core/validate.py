@@ -173,15 +173,23 @@ def key(k, name: str = "key") -> Array:
     return arr
 
 
+def _seed(k, name: str) -> int | None:
+    """The int seed of a key option (``None`` is seed 0), or None when ``k`` is not a seed."""
+    if k is None:
+        return 0
+    if not is_int(k):
+        return None
+    if not -(2**63) <= int(k) < 2**63:
+        raise InvalidArgumentError(f"`{name}` seed {k} is outside the int64 range.")
+    return int(k)
+
+
 def as_key(k, name: str = "key"):
     """A typed ``jax.random`` key from an *option* of the labeled layer: ``None`` (key 0), an
     int seed in the int64 range, a typed key or a legacy raw ``uint32[2]`` key."""
-    if k is None:
-        return jax.random.key(0)
-    if is_int(k):
-        if not -(2**63) <= int(k) < 2**63:
-            raise InvalidArgumentError(f"`{name}` seed {k} is outside the int64 range.")
-        return jax.random.key(int(k))
+    seed = _seed(k, name)
+    if seed is not None:
+        return jax.random.key(seed)
     if not is_bool(k):
         try:
             arr = jnp.asarray(k)
@@ -195,3 +203,13 @@ def as_key(k, name: str = "key"):
     raise InvalidArgumentError(
         f"`{name}` must be a jax.random key (jax.random.key(seed)) or an int seed; got {k!r:.80}."
     )
+
+
+def key_option(k, name: str = "key") -> None:
+    """Check a key *option* as :func:`as_key` does, without building a key from a seed.
+
+    A function that may not need its key (``randomize=False``) checks it up front with this:
+    the first ``jax.random.key`` of a process costs ~0.3 s (its compilation).
+    """
+    if _seed(k, name) is None:
+        as_key(k, name)
