@@ -9,8 +9,8 @@ does for the tests. A notebook fails on a cell error, on anything written to std
 that IPython or a library only logs), or when it runs past its time budget. Each notebook runs in
 an empty temporary working folder, so files it writes do not land in the repository.
 
-``tests/test_notebooks.py`` runs the same :func:`execute` on temporary copies (never rewriting
-the committed files). Needs nbformat, nbclient and ipykernel (the ``test`` extra).
+``tests/project/test_notebooks.py`` runs the same :func:`execute` on temporary copies (never
+rewriting the committed files). Needs nbformat, nbclient and ipykernel (the ``test`` extra).
 """
 
 import argparse

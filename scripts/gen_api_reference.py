@@ -16,8 +16,8 @@ Constants are documented by their ``#:`` comment (the Sphinx convention). The co
 section is generated from the argparse parser of ``rmtkit.cli``.
 
 The output is deterministic (no memory addresses, no terminal width, no installed-version
-strings) so that ``tests/test_api_reference.py`` can compare it with the file. Importing every
-namespace needs every optional dependency: ``pip install -e '.[test]'``.
+strings) so that ``tests/project/test_api_reference.py`` can compare it with the file. Importing
+every namespace needs every optional dependency: ``pip install -e '.[test]'``.
 """
 
 import argparse
