@@ -112,10 +112,11 @@ _LAZY = {
     "plot_correlation_flow": "rmtkit.plot.model",
     "plot_alpha_hist": "rmtkit.plot.model",
     "plot_model": "rmtkit.plot.model",
-    "report": "rmtkit.report",
 }
-#: submodules reachable as attributes without an explicit import
-_LAZY_MODULES = ("plot", "monitor", "collection", "adapters", "testing")
+#: submodules reachable as attributes without an explicit import (``report`` is a callable
+#: package: ``rmtkit.report(...)`` writes a report, whether or not ``rmtkit.report.*`` was
+#: imported first)
+_LAZY_MODULES = ("plot", "monitor", "collection", "adapters", "testing", "report")
 
 
 def __getattr__(name: str):

@@ -34,7 +34,7 @@ __all__ = ["FFT_GRID", "conv2d_fft_esd", "conv2d_fft_svals"]
 FFT_GRID = 32
 
 
-def _check(w: Array, n: int) -> Array:
+def _check(w: ArrayLike, n: int) -> Array:
     w = validate.weights(w)
     if w.ndim != 4:
         raise validate.InvalidWeightsError(

@@ -74,7 +74,7 @@ def participation_ratio(v: Float[ArrayLike, " m"]) -> Float[Array, ""]:
     return jnp.where(top > 0, l2 / jnp.where(top > 0, l4, 1.0), jnp.nan)
 
 
-def _histogram_counts(x: Array, bins: int) -> Array:
+def _histogram_counts(x: ArrayLike, bins: int) -> tuple[Array, Array]:
     """``numpy.histogram(x, bins)[0]`` exactly: ``bins`` equal bins over ``[min, max]`` (or
     ``[v - 0.5, v + 0.5]`` when all values equal ``v``), the last bin closed, with numpy's own
     index computation and edge corrections."""
