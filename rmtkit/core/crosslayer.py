@@ -103,7 +103,7 @@ def _median(x: Array, axis=None) -> Array:
     return jnp.median(x, axis=axis, keepdims=axis is not None)
 
 
-def stacked_matrix(mats: Sequence[Float[ArrayLike, "n m"]]) -> Float[Array, "p q"]:
+def stacked_matrix(mats: Sequence[Float[ArrayLike, "_ _"]]) -> Float[Array, "p q"]:
     r"""All layer matrices as one (module docstring; WeightWatcher's ``stacked=True``).
 
     Each :math:`W` (a convolution: its oriented slices side by side) becomes

@@ -67,6 +67,8 @@ class Row(NamedTuple):
     spectra: int = 1  # leading args that are spectra (padded together, one mask)
     per_entry: bool = False  # outputs have one entry per input value (compare the valid ones)
     slow: bool = False  # compiles for tens of seconds per shape
+    # known failures, each of one check (a name of CHECKS) and why: xfail(strict=True) there
+    xfail: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -125,6 +127,64 @@ def with_count(make, low, high):
     return build
 
 
+def unit_vector(rng, n):
+    """A unit vector of length n with Student-t entries (a few large: partly localized)."""
+    v = rng.standard_t(3.0, size=n)
+    return (v / np.linalg.norm(v),)
+
+
+def metric_and_evals(rng, n):
+    """A per-eigenvector metric, its eigenvalues, and an xmin between their 30% and 70%
+    quantiles (a bulk and a tail, both non-empty)."""
+    lam = pareto_spectrum(rng, n)
+    return rng.uniform(1.0, 5.0, n), lam, np.float64(np.quantile(lam, rng.uniform(0.3, 0.7)))
+
+
+def bulk_levels(rng, n):
+    """A Wishart bulk: the levels of level_spacing and its parts."""
+    return (wishart_spectrum(rng, n),)
+
+
+def chained(rng, n):
+    """Two consecutive dense layers, (60, 30) and (20, 30): the second is transposed to chain."""
+    return rng.standard_t(3.0, size=(60, 30)), rng.standard_t(3.0, size=(20, 30))
+
+
+def chained_sparse(rng, n):
+    """:func:`chained` and a 0/1 sparsifying mask on the shared dimension (30)."""
+    return chained(rng, n) + (rng.integers(0, 2, size=(30, 30)).astype(np.float64),)
+
+
+def three_layers(rng, n):
+    """Three layer matrices of different shapes (the widest 20 columns)."""
+    return tuple(rng.standard_t(3.0, size=shape) for shape in ((30, 12), (25, 20), (18, 8)))
+
+
+def tail_points_and_comparison(rng, n):
+    """Points from below to far above xmin (those below: NaN) and a
+    :class:`rmtkit.PowerLawComparison` of plausible fitted models (the fields tail_ccdf does
+    not read: any number)."""
+    xmin = rng.uniform(0.5, 2.0)
+    fields = {
+        name: np.float64(rng.uniform(-1.0, 1.0)) for name in rmtkit.PowerLawComparison._fields
+    }
+    fields.update(
+        alpha=np.float64(rng.uniform(2.0, 4.0)),
+        xmin=np.float64(xmin),
+        n_tail=np.int32(rng.integers(10, 40)),
+        mu=np.float64(np.log(xmin) + rng.uniform(-2.0, 1.0)),
+        sigma=np.float64(rng.uniform(0.5, 2.0)),
+        Lambda_exp=np.float64(rng.uniform(0.2, 2.0) / xmin),
+        beta=np.float64(rng.uniform(0.3, 0.9)),
+        Lambda_se=np.float64(rng.uniform(0.2, 2.0) / xmin),
+        alpha_tpl=np.float64(rng.uniform(1.5, 3.0)),
+        Lambda_tpl=np.float64(rng.uniform(0.01, 0.5) / xmin),
+        ok=np.bool_(True),
+    )
+    x = xmin * 10.0 ** rng.uniform(-0.2, 1.5, size=12)
+    return x, rmtkit.PowerLawComparison(**fields)
+
+
 def law_points(lo, hi):
     def build(rng, n):
         return (rng.uniform(lo, hi, size=(3, 4)),)
@@ -154,6 +214,23 @@ def law(name, fn, make, **kw):
 
 
 TPL_WHY = "60 damped Newton steps amplify the ulp differences of a fused evaluation"
+TAIL_CCDF_TPL_WIDENS = (
+    "tail_ccdf(model='tpl') of a float32 comparison returns float64 with x64 on (its "
+    "log_upper_gamma computes in float64); the four other models keep float32"
+)
+BFGS_WHY = (
+    "BFGS stops at rtol 1e-10 on the parameters, so ulp-different inputs stop it at points "
+    "~1e-9 apart; Lambda_se = exp(ln u / beta) / xmin amplifies that 1/beta-fold (~1e-6)"
+)
+#: a known failure of pl_compare (reported, not fixed: the fix changes its numbers)
+PL_COMPARE_RIDGE = (
+    "pl_compare on a near-power-law tail: the lognormal MLE runs off along the flat "
+    "power-law limit (sigma ~ 1e4, mu ~ 1e8) and BFGS stops at different points of that "
+    "ridge for ulp-different inputs (batched or padded sums); the maximised log-likelihood "
+    "agrees to ~1e-8, but mu, sigma and Vuong's R_lognormal (sum d / (sd_d sqrt n), 0/0 in "
+    "that limit) differ by up to 0.3 (p_lognormal by 0.2); likewise alpha_tpl and "
+    "p_tpl = erfc(sqrt|R_tpl|) at Lambda_tpl ~ 0 differ by ~1e-3"
+)
 
 ROWS = [
     # ---- spectra
@@ -236,6 +313,70 @@ ROWS = [
         covers=("rand_distance",),
         slow=True,
     ),
+    spec(
+        "bulk_tail",
+        lambda v, e, x, mask=None: rmtkit.bulk_tail(v, e, x, mask),
+        metric_and_evals,
+        spectra=2,
+    ),
+    spec("level_spacing", rmtkit.level_spacing, bulk_levels),
+    spec(
+        "level_spacing[degree 3]",
+        lambda e, mask=None: rmtkit.level_spacing(e, mask, degree=3),
+        bulk_levels,
+        covers=("level_spacing",),
+    ),
+    spec("spacing_ratios", rmtkit.spacing_ratios, bulk_levels, per_entry=True),
+    spec(
+        "unfolded_spacings",
+        rmtkit.unfolded_spacings,
+        bulk_levels,
+        per_entry=True,
+    ),
+    spec(
+        "pl_pvalue",
+        lambda e, k, mask=None: rmtkit.pl_pvalue(e, mask, key=k, n_boot=8),
+        with_key(spectrum),
+        float32="widen",
+        slow=True,
+    ),
+    spec(
+        "pl_pvalue[xmin]",
+        lambda e, k, mask=None: rmtkit.pl_pvalue(e, mask, key=k, n_boot=8, xmin=0.5),
+        with_key(spectrum),
+        covers=("pl_pvalue",),
+        float32="widen",
+        slow=True,
+    ),
+    spec(
+        "pl_compare",
+        lambda e, mask=None: rmtkit.pl_compare(e, mask),
+        float32="widen",
+        rtol=1e-5,
+        why=BFGS_WHY,
+        slow=True,
+        xfail=(("vmap", PL_COMPARE_RIDGE), ("ragged", PL_COMPARE_RIDGE)),
+    ),
+    spec(
+        "pl_compare[xmin]",
+        lambda e, mask=None: rmtkit.pl_compare(e, mask, xmin=0.5),
+        covers=("pl_compare",),
+        float32="widen",
+        rtol=1e-5,
+        why=BFGS_WHY,
+        slow=True,
+        xfail=(("padding", PL_COMPARE_RIDGE), ("ragged", PL_COMPARE_RIDGE)),
+    ),
+    # ---- vectors
+    mat("localization_ratio", rmtkit.localization_ratio, unit_vector),
+    mat("participation_ratio", rmtkit.participation_ratio, unit_vector),
+    mat("vector_entropy", rmtkit.vector_entropy, unit_vector),
+    mat(
+        "vector_entropy[bins]",
+        functools.partial(rmtkit.vector_entropy, bins=7),
+        unit_vector,
+        covers=("vector_entropy",),
+    ),
     # ---- matrices
     mat("esd", rmtkit.esd, float32="widen"),
     mat(
@@ -307,6 +448,53 @@ ROWS = [
         )
         for m in ("detX", "rmt", "percent", "alpha_min")
     ),
+    mat("eigenvector_metrics", rmtkit.eigenvector_metrics, float32="widen"),
+    mat(
+        "eigenvector_metrics[conv, bins, scale]",
+        functools.partial(rmtkit.eigenvector_metrics, bins=20, scale=0.5),
+        conv,
+        covers=("eigenvector_metrics",),
+        float32="widen",
+    ),
+    mat(
+        "conv2d_fft_svals",
+        functools.partial(rmtkit.conv2d_fft_svals, n=8),
+        conv,
+        float32="widen",
+    ),
+    mat(
+        "conv2d_fft_svals[n=32]",
+        rmtkit.conv2d_fft_svals,
+        conv,
+        covers=("conv2d_fft_svals",),
+        float32="widen",
+        slow=True,
+    ),
+    mat("conv2d_fft_esd", functools.partial(rmtkit.conv2d_fft_esd, n=8), conv, float32="widen"),
+    mat("intra_matrix", rmtkit.intra_matrix, chained, float32="widen"),
+    mat(
+        "intra_matrix[sparsity]",
+        lambda a, b, s: rmtkit.intra_matrix(a, b, sparsity=s),
+        chained_sparse,
+        covers=("intra_matrix",),
+        float32="widen",
+    ),
+    mat(
+        "stacked_matrix",
+        lambda *mats: rmtkit.stacked_matrix(mats),
+        three_layers,
+        float32="widen",
+    ),
+    *(
+        mat(
+            f"tail_ccdf[{m}]",
+            functools.partial(rmtkit.tail_ccdf, model=m),
+            tail_points_and_comparison,
+            covers=("tail_ccdf",),
+            xfail=(("float32_x64", TAIL_CCDF_TPL_WIDENS),) if m == "tpl" else (),
+        )
+        for m in ("power_law", "lognormal", "exponential", "stretched_exp", "tpl")
+    ),
     # ---- elementwise laws
     law(
         "mp_pdf",
@@ -336,6 +524,11 @@ RESULT_OF = {
     "detx": "DetX",
     "spectral_metrics": "SpectralMetrics",
     "correlation_traps": "TrapStats",
+    "bulk_tail": "BulkTail",
+    "level_spacing": "LevelSpacing",
+    "pl_pvalue": "PowerLawPValue",
+    "pl_compare": "PowerLawComparison",
+    "eigenvector_metrics": "VectorMetrics",
 }
 
 #: public functions of rmtkit.core that are host-side bookkeeping, not estimators on arrays
@@ -346,12 +539,22 @@ HOST_SIDE = {
 }
 
 
-def rows(kinds=("spectrum", "matrix", "law")):
-    """pytest params of the rows of ``kinds``, slow ones marked."""
+#: the checks a row's ``xfail`` may name
+CHECKS = ("jit", "vmap", "padding", "ragged", "float32", "float64", "float32_x64", "fields")
+
+
+def marks(row: Row, check: str) -> list:
+    """``slow`` for a slow row; a strict ``xfail`` where the row records a known failure of
+    ``check``."""
+    out = [pytest.mark.slow] if row.slow else []
+    out += [pytest.mark.xfail(strict=True, reason=why) for c, why in row.xfail if c == check]
+    return out
+
+
+def rows(check: str, kinds=("spectrum", "matrix", "law")):
+    """pytest params of the rows of ``kinds`` for ``check``, marked (:func:`marks`)."""
     return [
-        pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
-        for row in ROWS
-        if row.kind in kinds
+        pytest.param(row, id=row.name, marks=marks(row, check)) for row in ROWS if row.kind in kinds
     ]
 
 
@@ -359,10 +562,13 @@ def rows(kinds=("spectrum", "matrix", "law")):
 
 
 def leaves(out) -> dict:
-    """Named array leaves of an output (NamedTuple fields or the array itself), on the host."""
+    """Named array leaves of an output (NamedTuple fields, tuple entries or the array itself),
+    on the host."""
     out = jax.device_get(out)
     if hasattr(out, "_asdict"):
         return {k: np.asarray(v) for k, v in out._asdict().items()}
+    if isinstance(out, tuple):
+        return {f"out[{i}]": np.asarray(v) for i, v in enumerate(out)}
     return {"out": np.asarray(out)}
 
 
@@ -390,8 +596,12 @@ def call(row: Row, args, mask=None):
 
 
 def stack(batch):
-    """Stack a list of argument tuples along a new leading axis (keys included)."""
-    return tuple(jnp.stack([jnp.asarray(a) for a in column]) for column in zip(*batch))
+    """Stack a list of argument tuples along a new leading axis, leaf by leaf (keys and
+    NamedTuple arguments included)."""
+    return tuple(
+        jax.tree.map(lambda *leaf: jnp.stack([jnp.asarray(a) for a in leaf]), *column)
+        for column in zip(*batch)
+    )
 
 
 def make(row: Row, seed: int, n: int = N, count: int | None = None):
@@ -404,23 +614,28 @@ def make(row: Row, seed: int, n: int = N, count: int | None = None):
 
 
 def cast(args, dtype):
-    """Float arguments cast to ``dtype``; keys and integers as they are."""
-    return tuple(
-        a.astype(dtype) if isinstance(a, np.ndarray | np.floating) and a.dtype.kind == "f" else a
-        for a in args
+    """Float arguments (and float fields of NamedTuple arguments) cast to ``dtype``; keys,
+    integers and booleans as they are."""
+    return jax.tree.map(
+        lambda a: (
+            a.astype(dtype)
+            if isinstance(a, np.ndarray | np.floating) and a.dtype.kind == "f"
+            else a
+        ),
+        tuple(args),
     )
 
 
 # --------------------------------------------------------------------------- the checks
 
 
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", rows("jit"))
 def test_jit_equals_eager(row):
     args = make(row, 0)
     assert_same(jax.jit(row.fn)(*args), row.fn(*args), row, "jit")
 
 
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", rows("vmap"))
 def test_vmap_equals_a_loop(row):
     batch = make(row, 1, count=B)
     batched = jax.vmap(row.fn)(*stack(batch))
@@ -442,7 +657,7 @@ def padded(args, row: Row, *, front: bool):
     return spectra + rest, mask
 
 
-@pytest.mark.parametrize("row", rows(("spectrum",)))
+@pytest.mark.parametrize("row", rows("padding", ("spectrum",)))
 @pytest.mark.parametrize("front", [False, True], ids=["behind", "in-front-reversed"])
 def test_padding_is_invisible(row, front):
     args = make(row, 2)
@@ -453,7 +668,7 @@ def test_padding_is_invisible(row, front):
     assert_same(got, want, row, "padded " + ("in front" if front else "behind"))
 
 
-@pytest.mark.parametrize("row", rows(("spectrum",)))
+@pytest.mark.parametrize("row", rows("ragged", ("spectrum",)))
 def test_ragged_batch_equals_each_spectrum_alone(row):
     """``jit(vmap(f))`` over ragged spectra stacked by ``rmtkit.pad_spectra`` (the bucket
     kernels of the analysis) gives ``f`` of each spectrum alone."""
@@ -476,7 +691,7 @@ def float_dtypes(out) -> set:
     return {str(a.dtype) for a in leaves(out).values() if np.issubdtype(a.dtype, np.floating)}
 
 
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", rows("float32"))
 def test_float32_in_float32_out_without_x64(row):
     args = cast(make(row, 4), np.float32)
     with jax.enable_x64(False):
@@ -484,14 +699,14 @@ def test_float32_in_float32_out_without_x64(row):
     assert float_dtypes(out) <= {"float32"}, float_dtypes(out)
 
 
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", rows("float64"))
 def test_float64_in_float64_out_with_x64(row):
     with jax.enable_x64(True):
         out = row.fn(*make(row, 5))
     assert float_dtypes(out) <= {"float64"}, float_dtypes(out)
 
 
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", rows("float32_x64"))
 def test_float32_in_with_x64_keeps_or_widens_as_documented(row):
     with jax.enable_x64(True):
         out = row.fn(*cast(make(row, 6), np.float32))
@@ -507,7 +722,7 @@ def conforms(value, hint) -> bool:
     return isinstance(value, hint)
 
 
-@pytest.mark.parametrize("row", [r for r in rows() if r.values[0].covers[0] in RESULT_OF])
+@pytest.mark.parametrize("row", [r for r in rows("fields") if r.values[0].covers[0] in RESULT_OF])
 def test_result_fields_match_their_annotations(row):
     """Every field of a NamedTuple result has the dtype and shape its annotation states (the
     jaxtyping + beartype pass checks the functions' arguments and returns, not these)."""
@@ -545,3 +760,4 @@ def test_every_public_estimator_has_a_row():
     assert not missing, f"public core functions without a conformance row: {sorted(missing)}"
     assert covered <= public_core_functions(), sorted(covered - public_core_functions())
     assert all(row.why for row in ROWS if (row.rtol, row.atol) != (RTOL, 0.0))
+    assert all(check in CHECKS and why for row in ROWS for check, why in row.xfail)
