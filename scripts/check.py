@@ -4,17 +4,18 @@
     .venv/bin/python scripts/check.py --fast     # gates and the fast subset (-m "not slow")
 
 1. gates: ``ruff check`` and ``ruff format --check`` (the pinned ruff of the ``test`` extra);
-2. the core checks, run side by side (each single-process):
+2. the core checks, run side by side:
    - the doctests of the math layer (``rmtkit/core``);
    - the jaxtyping + beartype pass over the core tests: every annotation of ``rmtkit.core`` is
      checked at every call (``-m "not bad_input and not slow"``: the hook would pre-empt rmtkit's
      own argument errors, and the slow statistical tests repeat the same calls many times);
-   - all the core tests in a core-only environment (``.venv-core``: rmtkit's runtime
-     dependencies, the test runner and the reference packages of the ``core-test`` extra; no
-     onnx, torch, keras or dask; created here when missing);
+   - the other core tests (``-m "bad_input or slow"``), so that each runs once;
+   both in a core-only environment (``.venv-core``: rmtkit's runtime dependencies, the test
+   runner, beartype and the reference packages of the ``core-test`` extra; no onnx, torch,
+   keras or dask; created here when missing);
 3. the rest of the suite on all cores (``pytest-xdist``), every optional dependency required
    (``RMTKIT_REQUIRE_ALL_DEPS=1``: a missing one fails instead of skipping). ``tests/core`` ran in
-   step 2 (twice), so it is not run a third time.
+   step 2, so it is not run again.
 
 Run from the repository root with the ``.venv`` of the README's second command.
 """
@@ -79,16 +80,25 @@ def main(argv: list[str] | None = None) -> int:
     core = _core_env()
     steps = {
         "doctests": [PYTHON, *PYTEST, "--doctest-modules", "rmtkit/core"],
-        "annotations (jaxtyping + beartype)": [
-            PYTHON,
+        "annotations (jaxtyping + beartype), core-only environment": [
+            str(core),
             *PYTEST,
             "--jaxtyping-packages=rmtkit.core,beartype.beartype",
             "-m",
             "not bad_input and not slow",
             "tests/core",
         ],
-        # on all cores: the other two steps end first, and its statistical tests are long
-        "core tests, core-only environment": [str(core), *PYTEST, "-n", "auto", "tests/core"],
+        # the rest of the core tests (each core test runs once): on all cores, its statistical
+        # tests are long
+        "core tests (bad input, slow), core-only environment": [
+            str(core),
+            *PYTEST,
+            "-n",
+            "auto",
+            "-m",
+            "bad_input or slow",
+            "tests/core",
+        ],
     }
     # a test whose optional dependency is missing fails instead of skipping (the core-only
     # environment has every dependency of the core tests: no core test may skip there either)
