@@ -82,9 +82,10 @@ SUMMARY_VARS = (
 UNITS = "raw (lambda = s^2, no 1/N)"
 
 
-def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False) -> None:
+def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False, **derived) -> None:
     """The checks of the options of the functions that fit nothing (:func:`describe`,
-    :func:`spectra`)."""
+    :func:`spectra`); ``derived``: the options of the derived analyses (``conv2d_fft``,
+    ``intra``, ``stacked``)."""
     check_options(
         min_evals=min_evals,
         max_evals=max_evals,
@@ -99,6 +100,7 @@ def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False) -> No
         detx=False,
         lora=lora,
         progress=progress,
+        **derived,
     )
 
 
@@ -481,19 +483,10 @@ def describe(
     the data and are left empty). ``conv2d_fft``, ``intra``, ``stacked``: the rows of those
     analyses (:func:`analyze`).
     """
-    _check_sizes_only(min_evals=min_evals, max_evals=max_evals, pool=pool, lora=lora)
-    check_options(
+    _check_sizes_only(
         min_evals=min_evals,
         max_evals=max_evals,
         pool=pool,
-        fit="PL",
-        xmin_method="search",
-        xmin_max=None,
-        xmax=None,
-        fix_fingers=None,
-        randomize=False,
-        mp_fit=False,
-        detx=False,
         lora=lora,
         conv2d_fft=conv2d_fft,
         intra=intra,
