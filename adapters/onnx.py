@@ -3,7 +3,8 @@
 Graph-aware: a tensor is a layer when it is the weight input of
 
 - ``MatMul``, input B (2-D): dense; B is ``(in, out)``: transposed;
-- ``Gemm``, input B: dense; transposed unless ``transB=1`` (``transA`` does not matter);
+- ``Gemm``, input B: dense; transposed unless ``transB=1`` (``transA`` does not matter),
+  times ``alpha`` (the graph computes ``alpha * A @ B``);
 - ``Conv``, input W: conv1d / conv2d, ``(out, in/groups, k...)`` as stored;
 - ``ConvTranspose``, input W: conv1d / conv2d, stored ``(in, out/groups, k...)``: axes 0, 1
   swapped;
@@ -220,7 +221,7 @@ def _const(proto, name: str, where: str, base_dir: Path | None, node=None) -> _C
 # ---------------------------------------------------------------------------- plan
 @dataclass
 class _Step:
-    op: str  # "transpose" | "reshape" | "cast" | "quantize" | "dequantize" | "custom"
+    op: str  # "transpose" | "reshape" | "cast" | "quantize" | "dequantize" | "scale" | "custom"
     in_shape: tuple[int, ...]
     in_dtype: np.dtype
     perm: tuple[int, ...] | None = None
@@ -268,6 +269,8 @@ def _apply(a: np.ndarray, step: _Step) -> np.ndarray:
         raise CorruptModelError(step.error)
     if step.op == "custom":
         return step.fn(a)
+    if step.op == "scale":  # Gemm's alpha: the graph computes with alpha * B
+        return (a * step.scale).astype(a.dtype)
     if step.op == "transpose":
         return np.transpose(a, step.perm)
     if step.op == "reshape":
@@ -294,6 +297,12 @@ def _invert(a: np.ndarray, step: _Step) -> np.ndarray:
         raise UnsupportedModelError(
             f"{step.what}: writing weights back into this quantized operator is not supported"
         )
+    if step.op == "scale":
+        if step.scale == 0:
+            raise UnsupportedModelError(
+                f"{step.what}: Gemm with alpha = 0 ignores its weight; nothing can be written back"
+            )
+        return (a / step.scale).astype(a.dtype)
     if step.op == "transpose":
         return np.transpose(a, np.argsort(step.perm))
     if step.op == "reshape":
@@ -589,6 +598,7 @@ class _Graph:
                 return None
             kind = "dense"
             perm = None if _int_attr(node, "transB", 0, self.where) else (1, 0)
+            steps = steps + self._gemm_alpha(node, shape, final)
         elif op in ("Conv", "ConvTranspose"):
             if len(shape) not in (3, 4):
                 return None
@@ -610,6 +620,17 @@ class _Graph:
             return self._unsupported(node, const, f"{op} on {final.name} codes", kind)
         quant = _steps_label(steps)
         return _Entry(const, steps, op, node.name, kind, perm, groups, shape, quant=quant)
+
+    def _gemm_alpha(self, node, shape, dtype) -> list[_Step]:
+        """``Gemm`` computes ``alpha * A @ B``: its effective weight is ``alpha * B`` (no step
+        when ``alpha`` is 1, the default)."""
+        alpha = _attr(node, "alpha", 1.0)
+        if not isinstance(alpha, (float, int, np.floating)) or isinstance(alpha, bool):
+            raise self._bad(node, f"attribute 'alpha' must be a float, got {alpha!r:.80}")
+        if alpha == 1.0:
+            return []
+        what = f"{self.where}: node {node.name!r} (Gemm, alpha={alpha:g})"
+        return [_Step("scale", tuple(shape), dtype, scale=np.float32(alpha), what=what)]
 
     def _gathered_then_dequantized(self, node, const: _Const, shape) -> _Entry:
         """An integer table gathered, its rows dequantized after the gather (what

@@ -29,32 +29,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-_TABLE_COLUMNS = [
-    "layer_id",
-    "name",
-    "kind",
-    "quant",
-    "slice_id",
-    "N",
-    "M",
-    "num_evals",
-    "alpha",
-    "D",
-    "alpha_weighted",
-    "log_norm",
-    "log_spectral_norm",
-    "stable_rank",
-    "Lambda",
-    "num_fingers",
-    "sigma_mp",
-    "num_spikes",
-    "rand_distance",
-    "num_traps",
-    "detX_num",
-    "pl_pvalue",
-    "warning",
-]
-
 
 #: seconds to wait for the ``--scheduler`` of a dask cluster to answer
 SCHEDULER_TIMEOUT = 10
@@ -161,9 +135,9 @@ def _add_common(p, *, model_optional: bool, analysis: bool):
         p.add_argument(
             "--n-boot",
             type=int,
-            default=2500,
+            default=None,
             metavar="B",
-            help="bootstrap replicates of --gof (default 2500)",
+            help="bootstrap replicates of --gof (default 2500; needs --gof)",
         )
         p.add_argument(
             "--seed", type=int, default=0, help="seed of --randomize and --gof (default 0)"
@@ -291,10 +265,10 @@ def _parser() -> argparse.ArgumentParser:
 def _table(details) -> str:
     import pandas as pd
 
+    from rmtkit import table_columns
+
     df = details.to_dataframe().reset_index(drop=True)
-    cols = [c for c in _TABLE_COLUMNS if c in df.columns]
-    if "quant" in df.columns and not (df["quant"] != "").any():
-        cols.remove("quant")  # a float model: no quantization to show
+    cols = table_columns(details)
     with pd.option_context(
         "display.width",
         200,
@@ -349,8 +323,11 @@ def _save_details(details, out: str, *, allow_parquet: bool = True) -> None:
 def _analysis_kwargs(args) -> dict:
     from rmtkit import DEFAULT_MIN_EVALS
 
-    if args.n_boot < 1:
-        raise _CliError(f"--n-boot must be >= 1 (bootstrap replicates of --gof); got {args.n_boot}")
+    if args.n_boot is not None and not args.gof:
+        raise _CliError("--n-boot needs --gof (it is the number of bootstrap replicates of --gof)")
+    n_boot = 2500 if args.n_boot is None else args.n_boot
+    if n_boot < 1:
+        raise _CliError(f"--n-boot must be >= 1 (bootstrap replicates of --gof); got {n_boot}")
     return dict(
         layers=_layer_items(args.layers),
         min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
@@ -363,7 +340,7 @@ def _analysis_kwargs(args) -> dict:
         mp_fit=args.mp_fit,
         detx=args.detx,
         gof=args.gof,
-        n_boot=args.n_boot,
+        n_boot=n_boot,
         key=args.seed,
         progress=False if args.quiet else True,
     )

@@ -30,6 +30,7 @@ README's table "WeightWatcher facade: documented differences" says so (a failed 
   ``longname`` the dotted path (given too).
 """
 
+import inspect
 import logging
 import math
 import numbers
@@ -765,42 +766,25 @@ class WeightWatcher:
         m = "describe"
         _no_op(m, "savefig", savefig, "ww-img", "describe draws nothing.")
         _no_op(m, "conv2d_norm", conv2d_norm, True, "describe computes no eigenvalue.")
-        opts = self._analyze_options(
+        # describe passes its own arguments; the others keep analyze's (WeightWatcher's) defaults
+        given = dict(
             min_evals=min_evals,
             max_evals=max_evals,
             min_size=min_size,
             max_size=max_size,
             max_N=max_N,
             glorot_fix=glorot_fix,
-            plot=False,
-            randomize=False,
             savefig=savefig,
-            mp_fit=False,
-            conv2d_norm=True,
             ww2x=ww2x,
             pool=pool,
             conv2d_fft=conv2d_fft,
             fft=fft,
-            deltas=False,
             intra=intra,
-            vectors=False,
             channels=channels,
             stacked=stacked,
-            fix_fingers=False,
-            xmin_max=None,
-            max_fingers=10,
-            finger_thresh=1.0,
-            fit="PL",
-            sparsify=True,
-            detX=False,
-            ERG=False,
-            svd_method="fast",
-            tolerance=1e-6,
-            pl_package="ww",
-            xmax=None,
             peft=peft,
-            inverse=False,
         )
+        opts = self._analyze_options(**(_analyze_defaults() | given))
         tree, found, keep = self._select(m, model, layers=layers, start_ids=start_ids, max_N=max_N)
         if keep is not None and not keep:
             import pandas as pd
@@ -1164,3 +1148,14 @@ def _count(value) -> int:
 
 def _is_sequence(value) -> bool:  # pragma: no cover - kept for symmetry with _ww_filter
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes, Mapping))
+
+
+def _analyze_defaults() -> dict:
+    """The options of :meth:`WeightWatcher.analyze` with their (WeightWatcher 0.7.7) defaults:
+    its keyword arguments but the model, the layer selection and rmtkit's ``key``."""
+    not_options = {"self", "model", "layers", "start_ids", "base_model", "key"}
+    return {
+        name: p.default
+        for name, p in inspect.signature(WeightWatcher.analyze).parameters.items()
+        if name not in not_options
+    }

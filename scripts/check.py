@@ -32,8 +32,9 @@ PYTHON = sys.executable
 CORE_ENV = ROOT / ".venv-core"
 #: what the core-only environment installs: rmtkit (runtime dependencies only) and the runner
 CORE_INSTALL = ["-e", ".[core-test]"]
-#: the slowest tests of each step are listed at its end (where CI time goes)
-PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15"]
+#: the slowest tests of each step are listed at its end (where CI time goes); a test that runs
+#: longer than ``--timeout`` seconds fails with its traceback (a hang must not eat CI's time)
+PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", "--timeout=600"]
 
 
 def _run(title: str, cmd: list[str], env: dict | None = None) -> None:

@@ -20,6 +20,7 @@ from _deps import require
 import rmtkit
 
 __all__ = [
+    "GOF_COLUMNS",
     "LORA_ALPHA",
     "LORA_R",
     "REF",
@@ -44,6 +45,21 @@ __all__ = [
 #: the repository and the stored reference data (tests/reference/README.md)
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "tests" / "reference"
+
+#: the goodness-of-fit columns ``analyze(gof=True)`` must add, as the goodness-of-fit issue
+#: names them (written here, not imported from rmtkit, so a renamed column fails)
+GOF_COLUMNS = (
+    "pl_pvalue",
+    "pl_pvalue_se",
+    "R_lognormal",
+    "p_lognormal",
+    "R_exponential",
+    "p_exponential",
+    "R_stretched_exp",
+    "p_stretched_exp",
+    "R_tpl",
+    "p_tpl",
+)
 
 
 # --------------------------------------------------------------------------- matrices

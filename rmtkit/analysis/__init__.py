@@ -22,6 +22,7 @@ each other (no private name of another folder); no framework, no plotting.
 """
 
 from rmtkit.analysis.analyze import analyze, describe, spectra, summary
+from rmtkit.analysis.dataset import TABLE_COLUMNS, table_columns
 from rmtkit.analysis.many import analyze_many, concat, model_distances
 from rmtkit.analysis.options import DEFAULT_MIN_EVALS, FITS
 from rmtkit.analysis.quantization import quantization_damage
@@ -31,6 +32,7 @@ from rmtkit.analysis.transform import sharpen, smooth
 __all__ = [
     "DEFAULT_MIN_EVALS",
     "FITS",
+    "TABLE_COLUMNS",
     "analyze",
     "analyze_many",
     "concat",
@@ -42,4 +44,5 @@ __all__ = [
     "smooth",
     "spectra",
     "summary",
+    "table_columns",
 ]

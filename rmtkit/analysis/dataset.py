@@ -15,7 +15,45 @@ import xarray as xr
 
 from rmtkit._engine.rows import Row
 
-__all__ = ["netcdf_attrs", "rows_dataset"]
+__all__ = ["TABLE_COLUMNS", "netcdf_attrs", "rows_dataset", "table_columns"]
+
+#: the columns a per-layer table shows (the CLI's, the HTML report's), in this order
+TABLE_COLUMNS = (
+    "layer_id",
+    "name",
+    "kind",
+    "quant",
+    "slice_id",
+    "N",
+    "M",
+    "num_evals",
+    "alpha",
+    "D",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "Lambda",
+    "num_fingers",
+    "sigma_mp",
+    "num_spikes",
+    "rand_distance",
+    "num_traps",
+    "detX_num",
+    "pl_pvalue",
+    "warning",
+)
+
+
+def table_columns(ds: xr.Dataset) -> list[str]:
+    """The :data:`TABLE_COLUMNS` that ``ds`` holds per layer, in order; ``quant`` only when
+    some layer was stored quantized (a float model has nothing to show there)."""
+    have = {c for c in (*ds.data_vars, *ds.coords) if ds[c].dims == ("layer",)}
+    columns = [c for c in TABLE_COLUMNS if c in have]
+    if "quant" in columns and not (np.asarray(ds["quant"].values) != "").any():
+        columns.remove("quant")
+    return columns
 
 
 def rows_dataset(

@@ -192,7 +192,8 @@ def bucket_length(n: int, *, min_length: int = MIN_BUCKET) -> int:
     validate.positive(n, "n", integer=True, allow_zero=True)
     length = min_length
     while length < n:
-        length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
+        grown = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
+        length = max(grown, length + 1)  # min_length 1: 1 * 3 // 2 == 1 would never grow
     return length
 
 

@@ -722,5 +722,6 @@ def tail_ccdf(
         top = log_upper_gamma(
             jnp.broadcast_to(s, x.shape), c.Lambda_tpl * jnp.where(above, x, xmin)
         )
-        log_s = top - log_upper_gamma(s, c.Lambda_tpl * xmin)
+        # log_upper_gamma computes in float64 when x64 is on: back to the comparison's dtype
+        log_s = (top - log_upper_gamma(s, c.Lambda_tpl * xmin)).astype(x.dtype)
     return jnp.where(above & c.ok, jnp.exp(log_s), jnp.nan)

@@ -5,6 +5,7 @@ fitted power law and its four alternatives. Computed through the public API only
 import numpy as np
 
 import rmtkit
+from rmtkit.core.gof import PL_P_THRESHOLD
 from rmtkit.plot.style import _axes, _values, save_figure
 
 __all__ = ["plot_gof", "plot_gof_bootstrap", "plot_tail_models"]
@@ -43,7 +44,7 @@ def plot_gof_bootstrap(pvalue, *, bins: int = 30, ax=None, title=None, savefig=N
     if np.isfinite(d_obs):
         ax.axvline(d_obs, color="C3", lw=2, label=f"observed D = {d_obs:.3g}")
     p, se = float(pvalue.p_value), float(pvalue.se)
-    verdict = "" if not np.isfinite(p) else (" (not a power law)" if p <= 0.1 else "")
+    verdict = "" if not np.isfinite(p) else (" (not a power law)" if p <= PL_P_THRESHOLD else "")
     ax.set_xlabel("KS distance D")
     ax.set_ylabel("replicates")
     ax.set_title(

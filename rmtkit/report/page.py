@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rmtkit import table_columns
 from rmtkit.errors import FITTED_WARNINGS, SCALE_ONLY_WARNINGS, RowWarning
 from rmtkit.report.figures import Drawn
 
@@ -29,31 +30,6 @@ __all__ = [
     "warning_class",
 ]
 
-#: columns of the layer table, in this order, when the analysis has them
-TABLE_COLUMNS = (
-    "layer_id",
-    "name",
-    "kind",
-    "slice_id",
-    "N",
-    "M",
-    "num_evals",
-    "alpha",
-    "D",
-    "num_pl_spikes",
-    "alpha_weighted",
-    "log_spectral_norm",
-    "stable_rank",
-    "Lambda",
-    "num_fingers",
-    "sigma_mp",
-    "num_spikes",
-    "rand_distance",
-    "num_traps",
-    "detX_num",
-    "pl_pvalue",
-    "warning",
-)
 #: what a column means (the README's metric table, short); header tooltips
 COLUMN_HELP = {
     "layer_id": "position of the layer in the model (execution order)",
@@ -385,7 +361,7 @@ def layer_table(view: ModelView, table_id: str) -> str:
     details = view.details
     n = details.sizes.get("layer", 0)
     have = set(details.data_vars) | set(details.coords)
-    columns = [c for c in TABLE_COLUMNS if c in have and details[c].dims == ("layer",)]
+    columns = table_columns(details)
     if "warning" not in columns:
         columns.append("warning")
     head = ['<th scope="col" class="toggle-col"><span class="sr">open</span></th>']

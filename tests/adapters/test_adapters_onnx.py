@@ -235,6 +235,37 @@ def qdq_model():
     return model, w, scale
 
 
+def gemm_model(alpha: float, w: np.ndarray):
+    """``y = alpha * x @ w.T`` (one Gemm, transB=1)."""
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], name="/fc/Gemm", transB=1, alpha=alpha)
+    graph = helper.make_graph(
+        [node],
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, w.shape[1]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, w.shape[0]])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_gemm_alpha_scales_the_weight_as_the_runtime_does(tmp_path):
+    w = _w(6, 8)
+    model = gemm_model(0.25, w)
+    ((_, got),) = iter_layers(aonnx.from_onnx(model))
+    np.testing.assert_allclose(got.values, 0.25 * w, rtol=1e-7)
+    x = {"x": RNG.normal(size=(2, 8)).astype(np.float32)}
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, x)[0], x["x"] @ got.values.T, rtol=1e-5)
+    # written back as the stored B: the graph computes with the weight it was given
+    tree = aonnx.from_onnx(model)
+    out = tmp_path / "gemm.onnx"
+    aonnx.save(model, _scaled(tree, 2.0), out)
+    ((_, back),) = iter_layers(aonnx.from_onnx(str(out)))
+    np.testing.assert_allclose(back.values, 0.5 * w, rtol=1e-6)
+
+
 def test_qdq_model_reads_the_fake_quantized_weight_and_round_trips(tmp_path):
     model, w, scale = qdq_model()
     ((path, got),) = iter_layers(aonnx.from_onnx(model))

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from helpers import GOF_COLUMNS
 
 import rmtkit
 from rmtkit.collection import from_layers
@@ -10,18 +11,6 @@ from rmtkit.core.gof import GOF_MIN_TAIL
 from rmtkit.errors import InvalidArgumentError, RowWarning
 
 N_BOOT = 20
-GOF_VARS = (
-    "pl_pvalue",
-    "pl_pvalue_se",
-    "R_lognormal",
-    "p_lognormal",
-    "R_exponential",
-    "p_exponential",
-    "R_stretched_exp",
-    "p_stretched_exp",
-    "R_tpl",
-    "p_tpl",
-)
 
 
 def layers():
@@ -39,12 +28,12 @@ def details():
 
 
 def test_columns_labels_and_summary(details):
-    for name in GOF_VARS:
+    for name in GOF_COLUMNS:
         assert name in details.data_vars
     rows = {str(n): i for i, n in enumerate(details["name"].values)}
     tiny = details.isel(layer=rows["tiny"])
     assert str(tiny["warning"].values) == RowWarning.TOO_FEW_EVALS
-    assert all(np.isnan(float(tiny[v])) for v in GOF_VARS)
+    assert all(np.isnan(float(tiny[v])) for v in GOF_COLUMNS)
     for name in ("heavy", "gauss"):
         row = details.isel(layer=rows[name])
         p = float(row["pl_pvalue"])
@@ -82,7 +71,7 @@ def test_a_layer_does_not_depend_on_the_others(details):
     alone = rmtkit.analyze(
         from_layers({"heavy": layers()["heavy"]}), gof=True, n_boot=N_BOOT, key=3, progress=False
     )
-    for name in GOF_VARS:
+    for name in GOF_COLUMNS:
         assert float(alone[name][0]) == float(details[name][0]) or (
             np.isnan(float(alone[name][0])) and np.isnan(float(details[name][0]))
         )
@@ -93,7 +82,7 @@ def test_fit_columns_are_unchanged_by_gof(details):
     for name in plain.data_vars:
         if name != "warning":
             np.testing.assert_array_equal(plain[name].values, details[name].values)
-    assert not any(v in plain.data_vars for v in GOF_VARS)
+    assert not any(v in plain.data_vars for v in GOF_COLUMNS)
 
 
 def test_short_tail_row():
@@ -103,7 +92,7 @@ def test_short_tail_row():
     d = rmtkit.analyze(from_layers({"w": w}), gof=True, n_boot=N_BOOT, progress=False)
     if int(d["num_pl_spikes"][0]) < GOF_MIN_TAIL:
         assert str(d["warning"].values[0]) == RowWarning.SHORT_TAIL
-        assert all(np.isnan(float(d[v][0])) for v in GOF_VARS)
+        assert all(np.isnan(float(d[v][0])) for v in GOF_COLUMNS)
         assert np.isfinite(float(d["alpha"][0]))
     else:  # the fit chose a longer tail: then it is tested
         assert np.isfinite(float(d["pl_pvalue"][0]))

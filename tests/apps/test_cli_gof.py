@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import require
+from helpers import GOF_COLUMNS, require
 
 import rmtkit
 from rmtkit.cli import main
@@ -17,18 +17,6 @@ require("onnx")  # every run reads the embedded model (an ONNX file)
 MODEL = str(rmtkit.data_path())
 N_BOOT = 20
 SEED = 3
-GOF_VARS = (
-    "pl_pvalue",
-    "pl_pvalue_se",
-    "R_lognormal",
-    "p_lognormal",
-    "R_exponential",
-    "p_exponential",
-    "R_stretched_exp",
-    "p_stretched_exp",
-    "R_tpl",
-    "p_tpl",
-)
 
 
 def run(capsys, *argv):
@@ -52,10 +40,10 @@ def test_gof_columns_and_summary(capsys, tmp_path):
     header = out.splitlines()[1]
     assert "pl_pvalue" in header.split()
     df = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"])
-    assert all(name in df.columns for name in GOF_VARS)
+    assert all(name in df.columns for name in GOF_COLUMNS)
     # the options reach the analysis: the values are analyze(gof=True, n_boot, key=seed)'s
     details = rmtkit.analyze(MODEL, gof=True, n_boot=N_BOOT, key=SEED, progress=False)
-    for name in GOF_VARS:
+    for name in GOF_COLUMNS:
         np.testing.assert_array_equal(df[name].to_numpy(float), details[name].values)
     p = df["pl_pvalue"].to_numpy(float)
     tested = np.isfinite(p)
@@ -74,7 +62,7 @@ def test_without_gof_no_columns(capsys, tmp_path):
     code, out, _ = run(capsys, "analyze", "-q", "--out", str(csv))
     assert code == 0
     assert "pl_pvalue" not in out and "num_pl_tested" not in out
-    assert not any(name in pd.read_csv(csv).columns for name in GOF_VARS)
+    assert not any(name in pd.read_csv(csv).columns for name in GOF_COLUMNS)
 
 
 @pytest.mark.slow
@@ -108,3 +96,11 @@ def test_n_boot_not_an_integer_is_a_usage_error(capsys):
         main(["analyze", "--gof", "--n-boot", "many"])
     assert exc.value.code == 2
     assert "--n-boot: invalid int value: 'many'" in capsys.readouterr().err
+
+
+@pytest.mark.bad_input
+def test_n_boot_without_gof_is_refused(capsys):
+    code, out, err = run(capsys, "analyze", "-q", "--n-boot", "50")
+    assert code == 1 and out == ""
+    expected = "--n-boot needs --gof (it is the number of bootstrap replicates of --gof)"
+    assert err == f"rmtkit: error: {expected}\n"

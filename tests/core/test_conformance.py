@@ -221,10 +221,6 @@ TPL_XMIN_PADDING = (
     "fit_tpl on a padded spectrum differs by up to 1.5e-6 relative from the spectrum alone "
     "(damped Newton stopping point)"
 )
-TAIL_CCDF_TPL_WIDENS = (
-    "tail_ccdf(model='tpl') of a float32 comparison returns float64 with x64 on (its "
-    "log_upper_gamma computes in float64); the four other models keep float32"
-)
 BFGS_WHY = (
     "BFGS stops at rtol 1e-10 on the parameters, so ulp-different inputs stop it at points "
     "~1e-9 apart; Lambda_se = exp(ln u / beta) / xmin amplifies that 1/beta-fold (~1e-6)"
@@ -500,7 +496,6 @@ ROWS = [
             functools.partial(rmtkit.tail_ccdf, model=m),
             tail_points_and_comparison,
             covers=("tail_ccdf",),
-            xfail=(("float32_x64", TAIL_CCDF_TPL_WIDENS),) if m == "tpl" else (),
         )
         for m in ("power_law", "lognormal", "exponential", "stretched_exp", "tpl")
     ),

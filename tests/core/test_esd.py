@@ -177,6 +177,11 @@ def test_bucket_lengths_are_few_and_bounded():
         assert n <= b <= max(64, 1.5 * n)
 
 
+def test_bucket_lengths_grow_from_the_smallest_minimum():
+    # min_length 1 once looped forever (1 * 3 // 2 == 1); every length is reached and kept
+    assert [rmtkit.bucket_length(n, min_length=1) for n in range(1, 9)] == [1, 2, 3, 4, 6, 6, 8, 8]
+
+
 def test_pad_spectra_masks_padding():
     padded, mask = rmtkit.pad_spectra([np.arange(3.0), np.arange(70.0)])
     assert padded.shape == mask.shape == (2, 96)
