@@ -69,6 +69,9 @@ class Row(NamedTuple):
     slow: bool = False  # compiles for tens of seconds per shape
     # known failures, each of one check (a name of CHECKS) and why: xfail(strict=True) there
     xfail: tuple[tuple[str, str], ...] = ()
+    # known failures that some CPUs show and others do not (the code XLA generates differs):
+    # xfail(strict=False) there, so the row neither fails nor XPASSes on either machine
+    xfail_some_cpus: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- inputs
@@ -216,10 +219,16 @@ def law(name, fn, make, **kw):
 TPL_WHY = "60 damped Newton steps amplify the ulp differences of a fused evaluation"
 #: a defect to fix, kept visible: at a fixed xmin, padding moves fit_tpl's fields by up to 1.5e-6
 #: relative (the damped Newton iteration stops at a different step on sums over the padded
-#: length); with the xmin search, only the ragged batch shows it
+#: length); with the xmin search, the ragged batch shows it on every CPU tried
 TPL_XMIN_PADDING = (
     "fit_tpl on a padded spectrum differs by up to 1.5e-6 relative from the spectrum alone "
     "(damped Newton stopping point)"
+)
+#: the same defect with the xmin search, padded or batched: seen on an Intel Xeon (fields up to
+#: 7e-6 relative apart, sigma NaN on one side), not on an AMD EPYC
+TPL_SEARCH_PADDING = (
+    "fit_tpl with the xmin search, padded or batched, stops its damped Newton iteration at "
+    "another step on some CPUs (fields up to 7e-6 relative apart, or sigma NaN on one side)"
 )
 BFGS_WHY = (
     "BFGS stops at rtol 1e-10 on the parameters, so ulp-different inputs stop it at points "
@@ -260,6 +269,7 @@ ROWS = [
         why=TPL_WHY,
         slow=True,
         xfail=(("ragged", TPL_XMIN_PADDING),),
+        xfail_some_cpus=(("vmap", TPL_SEARCH_PADDING), ("padding", TPL_SEARCH_PADDING)),
     ),
     spec(
         "fit_tpl[xmin]",
@@ -549,9 +559,12 @@ CHECKS = ("jit", "vmap", "padding", "ragged", "float32", "float64", "float32_x64
 
 def marks(row: Row, check: str) -> list:
     """``slow`` for a slow row; a strict ``xfail`` where the row records a known failure of
-    ``check``."""
+    ``check``, a lenient one where only some CPUs show it."""
     out = [pytest.mark.slow] if row.slow else []
     out += [pytest.mark.xfail(strict=True, reason=why) for c, why in row.xfail if c == check]
+    out += [
+        pytest.mark.xfail(strict=False, reason=why) for c, why in row.xfail_some_cpus if c == check
+    ]
     return out
 
 
@@ -764,4 +777,8 @@ def test_every_public_estimator_has_a_row():
     assert not missing, f"public core functions without a conformance row: {sorted(missing)}"
     assert covered <= public_core_functions(), sorted(covered - public_core_functions())
     assert all(row.why for row in ROWS if (row.rtol, row.atol) != (RTOL, 0.0))
-    assert all(check in CHECKS and why for row in ROWS for check, why in row.xfail)
+    known = [
+        *(f for row in ROWS for f in row.xfail),
+        *(f for row in ROWS for f in row.xfail_some_cpus),
+    ]
+    assert all(check in CHECKS and why for check, why in known)
