@@ -13,6 +13,8 @@
    both in a core-only environment (``.venv-core``: rmtkit's runtime dependencies, the test
    runner, beartype and the reference packages of the ``core-test`` extra; no onnx, torch,
    keras or dask; created here when missing);
+   - the browser of the report's tests (``.ci/install_browser``: Debian's chromium and its
+     driver; needs root), when it is missing;
 3. the rest of the suite on all cores (``pytest-xdist``), every optional dependency required
    (``RMTKIT_REQUIRE_ALL_DEPS=1``: a missing one fails instead of skipping). ``tests/core`` ran in
    step 2, so it is not run again.
@@ -22,6 +24,7 @@ Run from the repository root with the ``.venv`` of the README's second command.
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +70,20 @@ def _core_env() -> Path:
     return python
 
 
+def _browser_ready() -> bool:
+    """Whether the report's browser tests find Chromium and its driver: ``$RMTKIT_CHROMIUM``
+    and ``$RMTKIT_CHROMEDRIVER`` when set, else Debian's ``/usr/bin`` ones or those on PATH
+    (as ``tests/apps/test_report_browser.py`` looks for them)."""
+
+    def found(env: str, *names: str) -> bool:
+        names = (os.environ[env],) if os.environ.get(env) else names
+        return any(shutil.which(name) for name in names)
+
+    return found("RMTKIT_CHROMIUM", "/usr/bin/chromium", "chromium") and found(
+        "RMTKIT_CHROMEDRIVER", "/usr/bin/chromedriver", "chromedriver"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -101,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             "tests/core",
         ],
     }
+    if not _browser_ready():
+        steps["browser (Debian's chromium, for the report's tests)"] = [
+            "bash",
+            str(ROOT / ".ci" / "install_browser"),
+        ]
     # a test whose optional dependency is missing fails instead of skipping (the core-only
     # environment has every dependency of the core tests: no core test may skip there either)
     full_env = dict(os.environ, RMTKIT_REQUIRE_ALL_DEPS="1")
