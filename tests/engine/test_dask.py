@@ -2,11 +2,26 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 from helpers import local_dask_client, require
 
 import rmtkit
 from rmtkit.analysis import analyze, analyze_many, spectra
 from rmtkit.errors import InvalidArgumentError
+
+#: cluster against local: the workers run their BLAS with another number of threads, and
+#: OpenBLAS on some CPUs (an Intel Xeon here, not an AMD EPYC) then sums in another order, so
+#: the spectra agree to a few ulps, not bit for bit (run-to-run determinism at fixed settings
+#: is tests/analysis/test_determinism.py's)
+RTOL = 1e-10
+
+
+def assert_same(a, b):
+    """``a`` and ``b`` equal but for the BLAS's summation order: same variables, coordinates
+    and attributes, values within :data:`RTOL`."""
+    xr.testing.assert_allclose(a, b, rtol=RTOL, atol=0)
+    assert a.attrs.keys() == b.attrs.keys()
+
 
 distributed = require("distributed")
 require("dask.array")
@@ -55,7 +70,7 @@ def test_dask_backed_weights_run_on_the_cluster_and_match_local(client, local):
     assert all(node["W"].chunks is not None for node in tree.subtree if "W" in node)
     with distributed.get_task_stream(client) as stream:
         out = analyze(tree, randomize=True, mp_fit=True, key=5, progress=False)
-    assert out.identical(local)
+    assert_same(out, local)
     ran = [t for t in stream.data if "_remote_layer" in str(t["key"])]
     assert len(ran) == local.sizes["layer"]  # one task per layer, on the workers
     assert {t["worker"] for t in ran} <= set(client.scheduler_info()["workers"])
@@ -70,26 +85,29 @@ def test_in_memory_weights_stay_local_unless_asked(client, local, monkeypatch):
         "rmtkit.analysis.collect.dask_map", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False)
-    assert out.identical(local) and calls == []
+    assert_same(out, local)
+    assert calls == []
     out = analyze(small_tree(), randomize=True, mp_fit=True, key=5, progress=False, executor="dask")
-    assert out.identical(local) and calls == [1]
+    assert_same(out, local)
+    assert calls == [1]
     out = analyze(
         small_tree().chunk(), randomize=True, mp_fit=True, key=5, progress=False, executor=client
     )
-    assert out.identical(local) and calls == [1, 1]
+    assert_same(out, local)
+    assert calls == [1, 1]
 
 
 def test_spectra_on_the_cluster_match_local(client):
     a = spectra(small_tree().chunk())
     b = spectra(small_tree(), executor="threads")
-    assert a.identical(b)
+    assert_same(a, b)
 
 
 def test_analyze_many_fans_models_out_as_tasks(client):
     models = {"s0": small_tree(0), "s1": small_tree(1)}
     local = analyze_many(models, executor="threads", progress=False)
     remote = analyze_many(models, progress=False)
-    assert remote.identical(local)
+    assert_same(remote, local)
     assert list(remote.model.values) == ["s0", "s1"]
 
 
