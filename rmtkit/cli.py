@@ -325,9 +325,10 @@ def _analysis_kwargs(args) -> dict:
 
     if args.n_boot is not None and not args.gof:
         raise _CliError("--n-boot needs --gof (it is the number of bootstrap replicates of --gof)")
-    n_boot = 2500 if args.n_boot is None else args.n_boot
-    if n_boot < 1:
-        raise _CliError(f"--n-boot must be >= 1 (bootstrap replicates of --gof); got {n_boot}")
+    if args.n_boot is not None and args.n_boot < 1:
+        raise _CliError(f"--n-boot must be >= 1 (bootstrap replicates of --gof); got {args.n_boot}")
+    # no --n-boot: analyze's own default (rmtkit.analysis.options.DEFAULT_N_BOOT)
+    n_boot = {} if args.n_boot is None else {"n_boot": args.n_boot}
     return dict(
         layers=_layer_items(args.layers),
         min_evals=DEFAULT_MIN_EVALS if args.min_evals is None else args.min_evals,
@@ -340,7 +341,7 @@ def _analysis_kwargs(args) -> dict:
         mp_fit=args.mp_fit,
         detx=args.detx,
         gof=args.gof,
-        n_boot=n_boot,
+        **n_boot,
         key=args.seed,
         progress=False if args.quiet else True,
     )
