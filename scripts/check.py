@@ -19,12 +19,18 @@
    (``RMTKIT_REQUIRE_ALL_DEPS=1``: a missing one fails instead of skipping). ``tests/core`` ran in
    step 2, so it is not run again.
 
+No step can hang CI: a test fails after 300 s (``pytest-timeout``, thread method: every
+thread's stack is printed, also for a hang inside native code) and a step is ended after
+:data:`STEP_BUDGET` seconds.
+
 Run from the repository root with the ``.venv`` of the README's second command.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,8 +42,24 @@ CORE_ENV = ROOT / ".venv-core"
 #: what the core-only environment installs: rmtkit (runtime dependencies only) and the runner
 CORE_INSTALL = ["-e", ".[core-test]"]
 #: the slowest tests of each step are listed at its end (where CI time goes); a test that runs
-#: longer than ``--timeout`` seconds fails with its traceback (a hang must not eat CI's time)
-PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", "--timeout=600"]
+#: longer than ``--timeout`` seconds fails: with the ``thread`` method, a watchdog thread prints
+#: the stack of every thread and ends the process (a pytest-xdist worker is replaced and the
+#: test reported as crashed), which also stops a hang inside native code (a LAPACK or XLA call
+#: that never returns to Python), where the default ``signal`` method never fires
+PYTEST = [
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "--durations=15",
+    "--timeout=300",
+    "--timeout-method=thread",
+]
+#: wall-clock budget of one step in seconds: a step still running then (a hang outside any
+#: test: collection, a worker's start or end) is ended with its process group and fails, so
+#: that CI always finishes and says where it stopped
+STEP_BUDGET = 1800
 
 
 def _run(title: str, cmd: list[str], env: dict | None = None) -> None:
@@ -47,17 +69,39 @@ def _run(title: str, cmd: list[str], env: dict | None = None) -> None:
 
 def _start(title: str, cmd: list[str], env: dict | None = None):
     print(f"== {title}: {' '.join(cmd)}", flush=True)
-    return time.monotonic(), subprocess.Popen(cmd, cwd=ROOT, env=env)
+    # its own process group: a step over its budget is ended with every process it started
+    return time.monotonic(), subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
 
 
 def _wait(title: str, started, *, exit_on_failure: bool = True) -> int:
+    """Wait for a step (at most :data:`STEP_BUDGET` seconds from its start); print its state."""
     start, proc = started
-    code = proc.wait()
+    try:
+        code = proc.wait(timeout=max(1.0, STEP_BUDGET - (time.monotonic() - start)))
+    except subprocess.TimeoutExpired:
+        print(f"== {title}: over its budget of {STEP_BUDGET} s, ended", flush=True)
+        code = _end(proc)
+    except KeyboardInterrupt:  # its own session does not get the terminal's Ctrl-C
+        _end(proc)
+        raise
     state = "ok" if code == 0 else "FAILED"
     print(f"== {title}: {state} ({time.monotonic() - start:.0f} s)", flush=True)
     if code != 0 and exit_on_failure:
         sys.exit(code)
     return code
+
+
+def _end(proc: subprocess.Popen) -> int:
+    """End a step's process group (SIGTERM, then SIGKILL after 30 s); a nonzero status."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.returncode or 1
 
 
 def _core_env() -> Path:

@@ -30,6 +30,7 @@ __all__ = [
     "dask_client",
     "dask_map",
     "enable_compilation_cache",
+    "linalg_one_at_a_time",
     "loaded_openblas",
     "local_workers",
     "memory_budget",
@@ -219,6 +220,29 @@ def ordered_map(
         finally:
             for fut, _ in pending:
                 fut.cancel()
+
+
+#: held while one of rmtkit's threads runs a JAX computation with a LAPACK call
+#: (:func:`linalg_one_at_a_time`)
+_LINALG_LOCK = threading.RLock()
+
+
+def linalg_one_at_a_time(fn: Callable[..., R], *args, **kwargs) -> R:
+    """``fn(*args, **kwargs)``, a JAX computation with LAPACK calls (``jnp.linalg.svd``,
+    ``eigh``), computed to the end while no other thread of this process runs one.
+
+    jaxlib's CPU LAPACK kernels split a batch of matrices over XLA's intra-op thread pool and
+    wait, on a thread of that pool, for the parts (``ParallelBatchMap``). Two such computations
+    dispatched at once from two threads (:func:`ordered_map`'s workers, threads of an
+    in-process dask cluster) can hold every thread of the pool waiting, and neither ever
+    finishes: seen on a 2-core machine as a hang in ``np.asarray`` of both results. One at a
+    time, a computation's parts always find a free thread of the pool, and each still spreads
+    its batch over every core. The NumPy (host) work of the layers keeps running in parallel.
+    """
+    import jax
+
+    with _LINALG_LOCK:
+        return jax.block_until_ready(fn(*args, **kwargs))
 
 
 def compilation_cache_dir() -> str | None:

@@ -58,6 +58,7 @@ import jax
 import numpy as np
 import xarray as xr
 
+from rmtkit._engine.executor import linalg_one_at_a_time
 from rmtkit._engine.kernels import (
     ALPHA_METRIC_VARS,
     DETX_VARS,
@@ -236,7 +237,7 @@ def read_spectra(
     try:
         if mode == "conv2d_fft":
             with jax.enable_x64(True):
-                evals = np.asarray(conv2d_fft_esd(a.astype(np.float64)))
+                evals = np.asarray(linalg_one_at_a_time(conv2d_fft_esd, a.astype(np.float64)))
         else:
             evals = layer_esd(a, pool=pool, conv_norm=conv_norm)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:

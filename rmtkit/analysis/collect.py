@@ -17,7 +17,13 @@ import jax
 import numpy as np
 import xarray as xr
 
-from rmtkit._engine.executor import dask_client, dask_map, memory_budget, ordered_map
+from rmtkit._engine.executor import (
+    dask_client,
+    dask_map,
+    linalg_one_at_a_time,
+    memory_budget,
+    ordered_map,
+)
 from rmtkit._engine.host import footprint
 from rmtkit._engine.progress import Progress
 from rmtkit._engine.rows import Row
@@ -104,7 +110,7 @@ def vector_rows(a: np.ndarray, rows: list[Row], *, pool: bool, conv_norm: float)
             else:
                 mat = canonical_slices(a, np)[row.slice_id]
                 scale = row.rf * conv_norm
-            vm = eigenvector_metrics(np.asarray(mat, np.float64), scale=scale)
+            vm = linalg_one_at_a_time(eigenvector_metrics, np.asarray(mat, np.float64), scale=scale)
             row.extras["vectors"] = {k: np.asarray(v) for k, v in vm._asdict().items()}
 
 

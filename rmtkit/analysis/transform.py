@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import xarray as xr
 
+from rmtkit._engine.executor import linalg_one_at_a_time
 from rmtkit._engine.kernels import FIT_BUCKET_MIN
 from rmtkit._engine.spectra import randomized_spectra
 from rmtkit.analysis.select import parse_layers, select
@@ -104,7 +105,8 @@ def sharpen(
                 traps = _num_traps(a, layer_key, margin)
                 if traps <= 0:
                     return a
-                return np.asarray(svd_sharpen(a, traps, mode=mode, margin=margin)).astype(a.dtype)
+                out = linalg_one_at_a_time(svd_sharpen, a, traps, mode=mode, margin=margin)
+            return np.asarray(out).astype(a.dtype)
 
         return fn
 
@@ -166,9 +168,10 @@ def smooth(
             if not _usable(a):
                 return a
             with jax.enable_x64(True):
-                return np.asarray(
-                    svd_smooth(a, percent=float(percent), margin=margin, **kw)
-                ).astype(a.dtype)
+                out = linalg_one_at_a_time(
+                    svd_smooth, a, percent=float(percent), margin=margin, **kw
+                )
+            return np.asarray(out).astype(a.dtype)
 
         return fn
 

@@ -62,6 +62,38 @@ def test_ordered_map_raises_the_first_error_in_order():
         next(it)
 
 
+#: many threads at once, each running batched complex SVDs through linalg_one_at_a_time
+_LINALG_THREADS = """
+import os, threading
+import jax, jax.numpy as jnp, numpy as np
+from rmtkit._engine.executor import linalg_one_at_a_time
+jax.config.update("jax_enable_x64", True)
+svd = jax.jit(lambda a: jnp.linalg.svd(a, compute_uv=False))
+a = np.random.default_rng(0).standard_normal((128, 32, 32)) * (1 + 1j)
+want = np.asarray(svd(a))
+out = []
+def work():
+    out.extend(np.array_equal(np.asarray(linalg_one_at_a_time(svd, a)), want) for _ in range(50))
+threads = [threading.Thread(target=work) for _ in range(2 * os.cpu_count())]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(out), all(out))
+"""
+
+
+@pytest.mark.slow
+def test_linalg_from_many_threads_at_once_finishes():
+    """jaxlib's batched LAPACK kernels wait for their parts on XLA's CPU thread pool: the same
+    program calling the SVD from its threads directly hung in 3 of 4 runs on 2 cores (and the
+    suite once did, analysing convolutions with ``conv2d_fft`` on two worker threads);
+    through :func:`linalg_one_at_a_time` every call finishes with the same values."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LINALG_THREADS], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(50 * 2 * os.cpu_count()), "True"]
+
+
 @pytest.mark.parametrize(("env", "expected"), [("3", 3), ("0", 1), ("junk", None)])
 def test_worker_count_reads_the_environment(monkeypatch, env, expected):
     monkeypatch.setenv(_exec.THREADS_ENV, env)
