@@ -61,11 +61,11 @@ PL_P_THRESHOLD = 0.1
 TAIL_MODELS = ("power_law", "lognormal", "exponential", "stretched_exp", "tpl")
 #: candidate x data pairs per block of a replicate's KS scan (cache-sized; speed only);
 #: spectra of at most 256 values are scanned in one block
-BOOT_CHUNK = 1 << 14
+BOOT_CHUNK = 1 << 16
 #: ... and at least this many candidate rows per block, for long spectra
 BOOT_MIN_ROWS = 16
 #: replicate fits run side by side (``jax.lax.map`` batch)
-BOOT_BATCH = 16
+BOOT_BATCH = 32
 #: grid of ln(beta) the stretched-exponential profile likelihood is scanned on before BFGS
 _LOG_BETA_GRID = (-8.0, 4.0, 49)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

@@ -41,6 +41,8 @@ SMALL_N_BONUS = 0.868
 CHUNK_ELEMENTS = 1 << 22
 #: float64 searches rescore this many best float32 candidates exactly (see ``_search``)
 RESCORE = 16
+#: the folded KS scan splits the candidates into at least this many blocks (_scan_pair)
+FOLD_BLOCKS = 8
 
 XMIN_METHODS = ("search", "median", "peak")
 FIX_FINGERS = (None, "clip_xmax")
@@ -141,10 +143,93 @@ def _scan_block(
     return alpha, jnp.where(alpha > 1.0, ks, 1.0)
 
 
+def _tail_log_sums(lx: Array, n: Array) -> Array:
+    r""":math:`S_i = \sum_{i \le j < n} \ln(x_j / x_i)` for every position ``i`` in O(n).
+
+    With :math:`\Delta_m = \ln x_m - \ln x_{m-1} \ge 0`,
+    :math:`S_i = \sum_{i < m < n} (n - m)\,\Delta_m`: a suffix sum of non-negative terms, so
+    no cancellation (float32 keeps its precision, as the direct sums of :func:`_scan_block`).
+    """
+    m = jnp.arange(lx.shape[0])
+    delta = jnp.where((m >= 1) & (m < n), lx - jnp.roll(lx, 1), 0.0)
+    suffix = jnp.cumsum(((n - m).astype(lx.dtype) * delta)[::-1])[::-1]  # sum over m' >= m
+    return jnp.concatenate([suffix[1:], jnp.zeros(1, lx.dtype)])
+
+
+class _Candidates(NamedTuple):
+    """Per-candidate constants of the KS scan (arrays over positions ``i``)."""
+
+    alpha: Array  # 1 + n_i / S_i (small n: (n_i - 1) / S_i)
+    expo: Array  # 1 - alpha, clamped (alpha = inf: a flat tail)
+    inv: Array  # 1 / n_i
+    offset: Array  # i / n_i: the ecdf (j - i) / n_i = j / n_i - i / n_i
+    scale: Array | None  # with ``force``: 1 / (1 - (x_max / x_i)^(1 - alpha)); else None
+
+
+def _candidates(lx: Array, n: Array, *, small: Array | bool, force: bool) -> _Candidates:
+    """The constants of every candidate position of sorted log-data ``lx[:n]``."""
+    i = jnp.arange(lx.shape[0])
+    n_i = (n - i).astype(lx.dtype)
+    alpha = 1.0 + jnp.where(small, n_i - 1.0, n_i) / _tail_log_sums(lx, n)
+    # (x_j/x_i)^(1-alpha); the clamp keeps alpha = inf (a flat tail) at 0 * -big = 0 -> 1.0,
+    # as numpy's 1.0 ** -inf, without the cost of a select per element
+    expo = jnp.maximum(1.0 - alpha, jnp.finfo(lx.dtype).min)
+    scale = None
+    if force:
+        scale = 1.0 / (1.0 - jnp.exp(expo * (lx[jnp.maximum(n - 1, 0)] - lx)))
+    return _Candidates(alpha, expo, 1.0 / n_i, i.astype(lx.dtype) / n_i, scale)
+
+
+def _scan_pair(b: Array, size: int, lx: Array, ext: Array, n: Array, c: _Candidates):
+    """KS distances of candidate block ``b`` and of its mirror ``nb - 1 - b`` in one tile.
+
+    ``lx`` (length ``L = size * nb``) are the logs of the sorted data (padded), ``ext`` is
+    ``lx`` followed by ``lx`` reversed. Candidate ``i`` needs the data ``j >= i`` only: block
+    ``b`` (``a = b * size + r``) the last ``L - b * size``, its mirror
+    (``c = (nb - 1 - b) * size + r``) the last ``(b + 1) * size``. Row ``r`` of the tile,
+    ``ext[b * size :][: L + size]``, holds both: the data ``a0 .. L-1`` for ``a`` (part A),
+    then ``L-1`` down to ``c0`` for ``c`` (part C), so ``size x (L + size)`` pairs replace
+    the ``2 x size x L`` of two blocks: half the exponentials of the scan. One reduction
+    gives both parts' maxima. Returns ``(D_a, D_c)``, each of length ``size``.
+    """
+    length = lx.shape[0]
+    width = length + size
+    a0 = b * size
+    cols = jax.lax.dynamic_slice(ext, (a0,), (width,))  # ln x_j at each column
+    k = jnp.arange(width, dtype=jnp.int32)
+    in_a = k < length - a0
+    part_a = in_a[None, :]
+    j = jnp.where(in_a, a0 + k, 2 * length - 1 - a0 - k)  # each column's data index
+    r = jnp.arange(size, dtype=jnp.int32)[:, None]
+    # j >= i is k >= r on part A and k <= width-1-r on part C (each true on the other part)
+    tail = (k[None, :] >= r) & (k[None, :] <= width - 1 - r) & (j < n)[None, :]
+    ia, ic = a0 + r[:, 0], length - (b + 1) * size + r[:, 0]
+
+    def pick(v):  # the row's value for the candidate of each column's part
+        return jnp.where(part_a, v[ia][:, None], v[ic][:, None])
+
+    model = 1.0 - jnp.exp(pick(c.expo) * (cols[None, :] - pick(lx)))
+    if c.scale is not None:
+        model = model * pick(c.scale)
+    ecdf = j.astype(lx.dtype)[None, :] * pick(c.inv) - pick(c.offset)
+    dev = jnp.where(tail, jnp.abs(model - ecdf), 0.0)
+    zero = jnp.zeros((), dev.dtype)
+    return jax.lax.reduce(
+        (jnp.where(part_a, dev, zero), jnp.where(part_a, zero, dev)),
+        (zero, zero),
+        lambda u, v: (jnp.maximum(u[0], v[0]), jnp.maximum(u[1], v[1])),
+        (1,),
+    )
+
+
 def _block_size(length: int, chunk: int = CHUNK_ELEMENTS) -> int:
-    """Candidates per block: a power of two with ``block * length <= chunk``."""
+    """Candidates per block of the folded scan (:func:`_scan_pair`): a power of two, at most
+    ``length / FOLD_BLOCKS``, with ``block * (length + block) <= chunk`` where possible; 0
+    for a spectrum too short to fold."""
+    if length < 2 * FOLD_BLOCKS:
+        return 0
     block = 1
-    while block * 2 * length <= chunk and block * 2 <= length:
+    while (block * 2) * FOLD_BLOCKS <= length and block * 2 * (length + block * 2) <= chunk:
         block *= 2
     return block
 
@@ -152,19 +237,32 @@ def _block_size(length: int, chunk: int = CHUNK_ELEMENTS) -> int:
 def _scan_all(
     lx: Array, n: Array, *, small: Array, force: bool, chunk: int = CHUNK_ELEMENTS
 ) -> tuple[Array, Array]:
-    """``(alpha_i, D_i)`` for every candidate position ``0 .. length-1``, block by block
-    (at most ``chunk`` candidate x data pairs per block: the results do not depend on it;
-    smaller blocks stay in cache, which is faster when many fits run under ``vmap``)."""
+    """``(alpha_i, D_i)`` for every candidate position ``0 .. length-1``.
+
+    Alpha from the O(n) tail sums (:func:`_candidates`), D a block and its mirror block at a
+    time (:func:`_scan_pair`), at most about ``chunk`` candidate x data pairs per tile
+    (smaller tiles stay in cache, which is faster when many fits run under ``vmap``; the
+    results do not depend on it). Spectra shorter than ``2 * FOLD_BLOCKS``: one
+    :func:`_scan_block`.
+    """
     length = lx.shape[0]
     block = _block_size(length, chunk)
-    n_blocks = -(-length // block)
-    if n_blocks == 1:
+    if block == 0:
         return _scan_block(jnp.asarray(0), length, lx, n, small=small, force=force)
-    alphas, ds = jax.lax.map(
-        lambda b: _scan_block(b * block, block, lx, n, small=small, force=force),
-        jnp.arange(n_blocks),
+    n_blocks = -(-length // block)
+    pad = n_blocks * block - length
+    padded = jnp.pad(lx, (0, pad))
+    cand = _candidates(lx, n, small=small, force=force)
+    cand_padded = jax.tree.map(lambda v: jnp.pad(v, (0, pad), constant_values=1.0), cand)
+    ext = jnp.concatenate([padded, padded[::-1]])
+    pairs = -(-n_blocks // 2)
+    ks_a, ks_c = jax.lax.map(
+        lambda b: _scan_pair(b, block, padded, ext, n, cand_padded), jnp.arange(pairs)
     )
-    return alphas.reshape(-1)[:length], ds.reshape(-1)[:length]
+    # blocks 0 .. pairs-1 from part A; blocks pairs .. n_blocks-1 are the mirrors of
+    # n_blocks-pairs-1 .. 0 (an odd middle block is its own mirror: part A is kept)
+    ks = jnp.concatenate([ks_a.reshape(-1), ks_c[: n_blocks - pairs][::-1].reshape(-1)])
+    return cand.alpha, jnp.where(cand.alpha > 1.0, ks[:length], 1.0)
 
 
 def _score(alpha: Array, ks: Array, n: Array, i: Array, *, small: Array, allowed: Array):
