@@ -323,7 +323,7 @@ def analyze(
         stacked=stacked,
         gof=gof,
         n_boot=n_boot,
-        key_impl=_key_impl(key),
+        key_impl=_key_impl(key) if gof else "threefry2x32",  # only the bootstrap keys it
     )
     validate.flag(conv2d_norm, "conv2d_norm")
     validate.flag(singular_values, "singular_values")
