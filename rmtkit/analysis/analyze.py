@@ -105,10 +105,14 @@ def _check_sizes_only(*, min_evals, max_evals, pool, lora, progress=False, **der
 
 
 def _key_impl(key) -> str:
-    """The PRNG implementation of the ``key`` option (checked later by ``as_key``)."""
-    try:
-        import jax
+    """The PRNG implementation of the ``key`` option (checked later by ``as_key``): JAX's
+    default for a seed, without building a key (the first key of a process costs its
+    compilation), else the given key's."""
+    import jax
 
+    if key is None or validate.is_int(key):
+        return str(jax.config.jax_default_prng_impl)
+    try:
         return str(jax.random.key_impl(validate.as_key(key)))
     except Exception:  # noqa: BLE001 -- a bad key is refused by validate.as_key below
         return "threefry2x32"
@@ -323,7 +327,7 @@ def analyze(
         stacked=stacked,
         gof=gof,
         n_boot=n_boot,
-        key_impl=_key_impl(key) if gof else "threefry2x32",  # only the bootstrap keys it
+        key_impl=_key_impl(key),
     )
     validate.flag(conv2d_norm, "conv2d_norm")
     validate.flag(singular_values, "singular_values")

@@ -59,10 +59,11 @@ GOF_MIN_TAIL = 10
 PL_P_THRESHOLD = 0.1
 #: the models of :func:`tail_ccdf`: the power law and its four alternatives
 TAIL_MODELS = ("power_law", "lognormal", "exponential", "stretched_exp", "tpl")
-#: candidate x data pairs per block of a replicate's KS scan (cache-sized; speed only);
-#: spectra of at most 256 values are scanned in one block
+#: candidate x data pairs per tile of a replicate's KS scan (cache-sized; speed only);
+#: spectra of at most 256 values allow a tile of the whole square (the folded scan still
+#: splits it into FOLD_BLOCKS blocks: ``rmtkit.core.powerlaw._block_size``)
 BOOT_CHUNK = 1 << 16
-#: ... and at least this many candidate rows per block, for long spectra
+#: ... and, for long spectra, a tile of at least this many rows of data
 BOOT_MIN_ROWS = 16
 #: replicate fits run side by side (``jax.lax.map`` batch)
 BOOT_BATCH = 32

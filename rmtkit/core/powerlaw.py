@@ -110,6 +110,16 @@ def _sorted_valid(evals: Array, mask: Array, thresh: float) -> tuple[Array, Arra
 # Candidate scan: alpha_i and D_i for a block of candidates against all data, exact sums.
 
 
+def _alpha_exponent(n_i: Array, total: Array, small: Array | bool) -> tuple[Array, Array]:
+    r"""The candidates' :math:`\hat\alpha = 1 + n_i / S_i` (``small``: the bias-corrected
+    :math:`1 + (n_i - 1)/S_i`) and the KS model's exponent :math:`1 - \hat\alpha` in
+    :math:`(x_j/x_i)^{1-\hat\alpha}`, clamped so that :math:`\hat\alpha = \infty` (a flat
+    tail) gives :math:`0 \cdot (-\mathrm{big}) = 0 \to 1`, as numpy's ``1.0 ** -inf``,
+    without the cost of a select per element."""
+    alpha = 1.0 + jnp.where(small, n_i - 1.0, n_i) / total
+    return alpha, jnp.maximum(1.0 - alpha, jnp.finfo(total.dtype).min)
+
+
 def _scan_block(
     first: Array, size: int, lx: Array, n: Array, *, small: Array | bool, force: bool
 ) -> tuple[Array, Array]:
@@ -129,10 +139,8 @@ def _scan_block(
     d = jnp.where(tail, lx[None, :] - lxi[:, None], 0.0)  # ln(x_j / x_i) >= 0 on the tail
     total = jnp.sum(d, axis=1)
     n_i = (n - i).astype(lx.dtype)
-    alpha = 1.0 + jnp.where(small, n_i - 1.0, n_i) / total
-    # (x_j/x_i)^(1-alpha); the clamp keeps alpha = inf (a flat tail) at 0 * -big = 0 -> 1.0,
-    # as numpy's 1.0 ** -inf, without the cost of a select per element
-    expo = jnp.maximum(1.0 - alpha, jnp.finfo(lx.dtype).min)[:, None]
+    alpha, expo = _alpha_exponent(n_i, total, small)
+    expo = expo[:, None]
     model = 1.0 - jnp.exp(expo * d)
     if force:
         d_top = (lx[jnp.maximum(n - 1, 0)] - lxi)[:, None]
@@ -170,10 +178,7 @@ def _candidates(lx: Array, n: Array, *, small: Array | bool, force: bool) -> _Ca
     """The constants of every candidate position of sorted log-data ``lx[:n]``."""
     i = jnp.arange(lx.shape[0])
     n_i = (n - i).astype(lx.dtype)
-    alpha = 1.0 + jnp.where(small, n_i - 1.0, n_i) / _tail_log_sums(lx, n)
-    # (x_j/x_i)^(1-alpha); the clamp keeps alpha = inf (a flat tail) at 0 * -big = 0 -> 1.0,
-    # as numpy's 1.0 ** -inf, without the cost of a select per element
-    expo = jnp.maximum(1.0 - alpha, jnp.finfo(lx.dtype).min)
+    alpha, expo = _alpha_exponent(n_i, _tail_log_sums(lx, n), small)
     scale = None
     if force:
         scale = 1.0 / (1.0 - jnp.exp(expo * (lx[jnp.maximum(n - 1, 0)] - lx)))
