@@ -11,7 +11,10 @@ The kernels of a bucket are made ready (loaded from disk, or compiled) on a back
 soon as the bucket's first row arrives, by one call on a chunk of padding alone, while the
 worker threads still compute spectra: a fresh process no longer loads them serially when the
 first chunk is fitted (often at the end, for a small model). The chunk waits for that call, so
-a kernel is never loaded twice, and the rows' values come from the chunk's own call.
+a kernel is never loaded twice, and the rows' values come from the chunk's own call. With
+``gof``, the goodness-of-fit kernels a row needs (the comparison at its bucket length, the
+bootstrap at its own :func:`rmtkit._engine.kernels.gof_length`) are made ready the same way, on
+two more threads (each takes seconds to compile).
 """
 
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,8 +27,10 @@ from rmtkit._engine.kernels import (
     RAND_VARS,
     KernelOptions,
     batch_size,
+    gof_length,
     run_gof,
     run_kernels,
+    warm_up_gof,
 )
 from rmtkit._engine.rows import Row
 from rmtkit.core.esd import bucket_length, pad_spectra
@@ -47,10 +52,20 @@ def gof_key(key, layer_id: int, slice_id: int):
 
 def gof_keys(key, rows: list[Row], size: int) -> np.ndarray:
     """The key data of the rows' bootstrap keys (:func:`gof_key`), padded to ``size`` rows
-    with the first one: a row's key depends on its layer and slice only, not on its bucket."""
-    data = [np.asarray(jax.random.key_data(gof_key(key, r.layer_id, r.slice_id))) for r in rows]
-    data += [data[0]] * (size - len(rows))
-    return np.stack(data)
+    with the first one: a row's key depends on its layer and slice only, not on its bucket.
+    One compiled call for the chunk (each eager ``fold_in`` costs a dispatch)."""
+    ids = [(r.layer_id, r.slice_id) for r in rows]
+    ids += [ids[0]] * (size - len(rows))
+    layer_ids, slice_ids = (np.asarray(v, np.uint32) for v in zip(*ids, strict=True))
+    return np.asarray(_row_key_data(key, layer_ids, slice_ids))
+
+
+@jax.jit
+def _row_key_data(key, layer_ids, slice_ids):
+    """``key_data`` of :func:`gof_key` for each ``(layer_ids[i], slice_ids[i])``."""
+    return jax.vmap(lambda lid, sid: jax.random.key_data(gof_key(key, lid, sid)))(
+        layer_ids, slice_ids
+    )
 
 
 def _rand_inputs(chunk: list[Row], length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +130,16 @@ def _warm_up(length: int, size: int, opts: KernelOptions, randomized: bool) -> N
         run_kernels(opts, *_padded_inputs([], length, size), rand)
 
 
+#: goodness-of-fit kernels (kind, options, length) this process has made ready already
+_GOF_WARMED: set = set()
+
+
+def _warm_up_gof(what: str, opts: KernelOptions, length: int) -> None:
+    """:func:`rmtkit._engine.kernels.warm_up_gof` in float64, as the kernels run."""
+    with jax.enable_x64(True):
+        warm_up_gof(what, opts, length)
+
+
 class Fitter:
     """Fits rows in bucket chunks as they arrive (module docstring); :meth:`finish` fits the
     partial chunks."""
@@ -125,6 +150,26 @@ class Fitter:
         self.waiting: dict[int, list[Row]] = {}
         self.ready: dict[tuple[int, bool], Future] = {}
         self.pool: ThreadPoolExecutor | None = None
+        self.gof_ready: dict[tuple[str, int], Future] = {}
+        self.gof_pool: ThreadPoolExecutor | None = None
+
+    def _prepare_gof(self, row: Row, length: int) -> None:
+        """With ``gof``: start making the goodness-of-fit kernels of a tested row ready in the
+        background, two at a time (compiling them takes seconds each; once per kernel and
+        length): the comparison at the fit bucket ``length``, the bootstrap at its own."""
+        if not self.opts.gof or row.warning:
+            return
+        for what, size in (("compare", length), ("bootstrap", gof_length(row.evals.size))):
+            warmed = (what, self.opts.gof_only(), size)
+            if (what, size) not in self.gof_ready and warmed not in _GOF_WARMED:
+                _GOF_WARMED.add(warmed)  # loaded for good once its warm-up has run
+                if self.gof_pool is None:
+                    self.gof_pool = ThreadPoolExecutor(
+                        max_workers=2, thread_name_prefix="rmtkit-gof-kernels"
+                    )
+                self.gof_ready[(what, size)] = self.gof_pool.submit(
+                    _warm_up_gof, what, self.opts, size
+                )
 
     def _prepare(self, length: int, randomized: bool) -> None:
         """Start making the kernels of a bucket ready in the background (once per bucket)."""
@@ -139,8 +184,9 @@ class Fitter:
     def _fit(self, group: list[Row], length: int) -> None:
         """Fit one chunk once its bucket's kernels are ready (a failed warm-up is ignored: the
         chunk's own call loads the kernels and raises what there is to raise)."""
-        for key in ((length, False), (length, True)):
-            future = self.ready.get(key)
+        keys = [("compare", length)] + [("bootstrap", gof_length(r.evals.size)) for r in group]
+        futures = [self.ready.get((length, False)), self.ready.get((length, True))]
+        for future in futures + [self.gof_ready.get(key) for key in keys]:
             if future is not None:
                 future.exception()  # wait; the outcome is the chunk's own call's
         _fit_chunk(group, length, batch_size(length), self.opts, self.key)
@@ -150,6 +196,7 @@ class Fitter:
         for r in rows:
             length = bucket_length(r.evals.size, min_length=FIT_BUCKET_MIN)
             self._prepare(length, r.rand_evals is not None)
+            self._prepare_gof(r, length)
             group = self.waiting.setdefault(length, [])
             group.append(r)
             if len(group) == batch_size(length):
@@ -164,6 +211,7 @@ class Fitter:
                     self._fit(group, length)
             self.waiting.clear()
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-                self.pool = None
+            for pool in (self.pool, self.gof_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self.pool = self.gof_pool = None

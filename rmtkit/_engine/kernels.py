@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rmtkit._engine.stored import stored_kernel
+from rmtkit.core.esd import bucket_length
 from rmtkit.core.gof import pl_compare, pl_pvalue
 from rmtkit.core.metrics import WEAK_RANK_TOL, spectral_metrics, weak_rank_loss
 from rmtkit.core.mp import mp_fit
@@ -40,7 +41,7 @@ __all__ = [
     "FINGER_VARS",
     "FIT_BUCKET_MIN",
     "FIT_VARS",
-    "GOF_ROWS",
+    "GOF_BUCKET_MIN",
     "GOF_VARS",
     "MP_VARS",
     "METRIC_VARS",
@@ -49,8 +50,10 @@ __all__ = [
     "TPL_VARS",
     "KernelOptions",
     "batch_size",
+    "gof_length",
     "run_gof",
     "run_kernels",
+    "warm_up_gof",
 ]
 
 #: smallest bucket length of the model-level fits: compiling a kernel costs seconds, fitting a
@@ -276,28 +279,26 @@ def _rand_row(evals, mask, rand_evals, max_rand_eval, q, m_slice) -> dict:
     return {k: jnp.where(ok | (k == "rand_distance"), v, nan) for k, v in _as_f64(out).items()}
 
 
-def _gof_row(evals, mask, key_data, opts: KernelOptions) -> dict:
-    """Goodness of fit of one row's power law (docs/math.md §12): the CSN p-value of
-    :func:`rmtkit.pl_pvalue` (``opts.n_boot`` replicates, all refitted in this call) and the
-    likelihood-ratio tests of :func:`rmtkit.pl_compare`, with the fit's xmin options."""
+def _bootstrap_row(evals, mask, key_data, opts: KernelOptions) -> dict:
+    """The CSN p-value of one row's power law (docs/math.md §12): :func:`rmtkit.pl_pvalue`
+    with ``opts.n_boot`` replicates, all refitted in this call, and the fit's xmin options."""
     key = jax.random.wrap_key_data(key_data, impl=opts.key_impl)
-    fit_kw = dict(xmin_method=opts.xmin_method, xmin_max=opts.xmin_max)
-    p = pl_pvalue(evals, mask, key=key, n_boot=opts.n_boot, **fit_kw)
-    c = pl_compare(evals, mask, **fit_kw)
-    return _as_f64(
-        dict(
-            pl_pvalue=p.p_value,
-            pl_pvalue_se=p.se,
-            R_lognormal=c.R_lognormal,
-            p_lognormal=c.p_lognormal,
-            R_exponential=c.R_exponential,
-            p_exponential=c.p_exponential,
-            R_stretched_exp=c.R_stretched_exp,
-            p_stretched_exp=c.p_stretched_exp,
-            R_tpl=c.R_tpl,
-            p_tpl=c.p_tpl,
-        )
+    p = pl_pvalue(
+        evals,
+        mask,
+        key=key,
+        n_boot=opts.n_boot,
+        xmin_method=opts.xmin_method,
+        xmin_max=opts.xmin_max,
     )
+    return _as_f64(dict(pl_pvalue=p.p_value, pl_pvalue_se=p.se))
+
+
+def _compare_row(evals, mask, opts: KernelOptions) -> dict:
+    """The likelihood-ratio tests of one row's power law (docs/math.md §12):
+    :func:`rmtkit.pl_compare` with the fit's xmin options."""
+    c = pl_compare(evals, mask, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max)
+    return _as_f64({name: getattr(c, name) for name in GOF_VARS[2:]})
 
 
 def _spacing_row(evals, mask, xmin) -> dict:
@@ -322,12 +323,15 @@ _ROW_FUNCTIONS = {"mp": _mp_row, "detx": _detx_row, "rand": _rand_row, "spacing"
 @functools.cache
 def _kernel_fn(what: str, opts: KernelOptions | None = None):
     """The vmapped per-bucket kernel (not jitted), one per option set: ``"fit"`` (fit +
-    metrics, keyed by the fit options), ``"gof"`` (keyed by its options), ``"mp"``,
+    metrics, keyed by the fit options), ``"bootstrap"`` and ``"compare"`` (the goodness of
+    fit, keyed by its options), ``"mp"``,
     ``"detx"``, ``"rand"``."""
     if what == "fit":
         return jax.vmap(functools.partial(_fit_row, opts=opts))
-    if what == "gof":
-        return jax.vmap(functools.partial(_gof_row, opts=opts))
+    if what == "bootstrap":
+        return jax.vmap(functools.partial(_bootstrap_row, opts=opts))
+    if what == "compare":
+        return jax.vmap(functools.partial(_compare_row, opts=opts))
     return jax.vmap(_ROW_FUNCTIONS[what])
 
 
@@ -335,7 +339,13 @@ def _call_kernel(what: str, opts: KernelOptions | None, *args):
     """Run the bucket kernel :func:`_kernel_fn` through its stored executable
     (:func:`rmtkit._engine.stored.stored_kernel`: a fresh process loads it instead of tracing,
     lowering and compiling it). Same computation, same results as ``jax.jit`` of it."""
-    return stored_kernel(_kernel_fn(what, opts), f"{what}|{opts!r}", *args)(*args)
+    return _stored(what, opts, *args)(*args)
+
+
+def _stored(what: str, opts: KernelOptions | None, *args):
+    """The stored executable of :func:`_kernel_fn` for ``args``' shapes (loaded, or compiled
+    and stored, on first use in the process), not run."""
+    return stored_kernel(_kernel_fn(what, opts), f"{what}|{opts!r}", *args)
 
 
 def run_kernels(opts: KernelOptions, evals, mask, n_rows, q, m_slice, rand=None) -> dict:
@@ -353,19 +363,49 @@ def run_kernels(opts: KernelOptions, evals, mask, n_rows, q, m_slice, rand=None)
     return jax.device_get(out)
 
 
-#: rows per call of the goodness-of-fit kernel: each row is already ``n_boot`` vmapped fits,
-#: so the bucket's padding rows (refitted ``n_boot`` times for nothing) are left out instead
-GOF_ROWS = 1
+#: shortest padded length of a row's bootstrap kernel: the bootstrap refits the row ``n_boot``
+#: times, so each row is padded to its own bucket (:func:`gof_length`), not to its fit's (from
+#: :data:`FIT_BUCKET_MIN`)
+GOF_BUCKET_MIN = 32
+
+
+def gof_length(size: int) -> int:
+    """Padded length of the bootstrap kernel of a row of ``size`` eigenvalues:
+    :func:`rmtkit.bucket_length` from :data:`GOF_BUCKET_MIN` up."""
+    return bucket_length(size, min_length=GOF_BUCKET_MIN)
+
+
+def _compare_options(opts: KernelOptions) -> KernelOptions:
+    """The options the comparison kernel depends on (its cache key): the xmin rule."""
+    return KernelOptions(xmin_method=opts.xmin_method, xmin_max=opts.xmin_max, gof=True)
+
+
+def warm_up_gof(what: str, opts: KernelOptions, length: int) -> None:
+    """Load (or compile and store) the ``"compare"`` or ``"bootstrap"`` kernel of
+    :func:`run_gof` at ``length``, without running it (a bootstrap on padding would still
+    refit ``n_boot`` samples)."""
+    evals, mask = np.ones((1, length)), np.zeros((1, length), bool)
+    if what == "compare":
+        _stored(what, _compare_options(opts), evals, mask)
+    else:
+        key = jax.random.key_data(jax.random.key(0, impl=opts.key_impl))
+        _stored(what, opts.gof_only(), evals, mask, np.asarray(key)[None])
 
 
 def run_gof(opts: KernelOptions, evals, mask, keys) -> dict:
-    """The goodness-of-fit kernel (:func:`_gof_row`) on the rows of ``evals`` (padded to the
-    bucket length), :data:`GOF_ROWS` at a time; ``keys`` are the rows' key data
-    (``jax.random.key_data``). Host arrays by variable name (:data:`GOF_VARS`)."""
+    """The goodness of fit of the rows of ``evals`` (padded at the end to their fit bucket's
+    length), one row per call: the likelihood-ratio tests (:func:`_compare_row`) at that
+    length, the bootstrap (:func:`_bootstrap_row`) at the row's :func:`gof_length` (so no row
+    is refitted ``n_boot`` times at a longer length, or for padding rows). ``keys`` are the
+    rows' key data (``jax.random.key_data``). Host arrays by variable name
+    (:data:`GOF_VARS`)."""
+    compare_opts = _compare_options(opts)
     parts = []
-    for start in range(0, evals.shape[0], GOF_ROWS):
-        stop = min(start + GOF_ROWS, evals.shape[0])
-        take = list(range(start, stop)) + [start] * (GOF_ROWS - (stop - start))
-        out = _call_kernel("gof", opts.gof_only(), evals[take], mask[take], keys[take])
-        parts.append({k: v[: stop - start] for k, v in jax.device_get(out).items()})
+    for row in range(evals.shape[0]):
+        length = gof_length(int(np.sum(mask[row])))
+        one = slice(row, row + 1)
+        out = dict(_call_kernel("compare", compare_opts, evals[one], mask[one]))
+        args = (evals[one, :length], mask[one, :length], keys[one])
+        out.update(_call_kernel("bootstrap", opts.gof_only(), *args))
+        parts.append(jax.device_get(out))
     return {k: np.concatenate([p[k] for p in parts]) for k in GOF_VARS} if parts else {}

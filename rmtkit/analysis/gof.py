@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from rmtkit._engine.fitter import gof_key
-from rmtkit._engine.kernels import FIT_BUCKET_MIN
+from rmtkit._engine.kernels import FIT_BUCKET_MIN, gof_length
 from rmtkit.analysis.options import DEFAULT_N_BOOT
 from rmtkit.core import validate
 from rmtkit.core.esd import bucket_length, pad_spectra
@@ -30,8 +30,9 @@ def layer_gof(
 ) -> tuple[PowerLawPValue, PowerLawComparison]:
     r"""The goodness of fit of one row of :func:`rmtkit.analyze` ``(gof=True)``, replicate
     for replicate: :func:`rmtkit.pl_pvalue` (with its ``D_boot``) and :func:`rmtkit.pl_compare`
-    of the row's spectrum, in float64, padded to the row's bucket length and keyed as the
-    analysis keys row ``(layer_id, slice_id)``, so ``p_value`` and ``se`` are the row's
+    of the row's spectrum, in float64, padded as the analysis' kernels pad it (the bootstrap to
+    :func:`rmtkit._engine.kernels.gof_length`, the comparison to the row's fit bucket) and
+    keyed as the analysis keys row ``(layer_id, slice_id)``, so ``p_value`` and ``se`` are the row's
     ``pl_pvalue`` and ``pl_pvalue_se`` and the ``R_*`` / ``p_*`` fields its likelihood ratios
     (docs/math.md §12).
 
@@ -62,14 +63,20 @@ def layer_gof(
     row_key = gof_key(validate.as_key(key), int(layer_id), int(slice_id))
     x = np.asarray(evals, dtype=np.float64).reshape(-1)
     x = x[np.isfinite(x)]
-    length = bucket_length(x.size, min_length=FIT_BUCKET_MIN)
-    padded, mask = pad_spectra([x], length=length)
     fit_kw = dict(xmin_method=xmin_method, xmin_max=xmin_max)
 
-    def row(values, valid):  # as the bucket kernel runs it: vmapped over a batch of rows
-        pvalue = pl_pvalue(values, valid, key=row_key, n_boot=int(n_boot), **fit_kw)
-        return pvalue, pl_compare(values, valid, **fit_kw)
+    def padded(length):  # the row as the kernels get it: a batch of one, padded at the end
+        values, mask = pad_spectra([x], length=length)
+        return np.asarray(values, dtype=np.float64), np.asarray(mask)
+
+    def pvalue(values, valid):
+        return pl_pvalue(values, valid, key=row_key, n_boot=int(n_boot), **fit_kw)
 
     with jax.enable_x64(True):
-        out = jax.vmap(row)(np.asarray(padded, dtype=np.float64), np.asarray(mask))
+        out = (
+            jax.vmap(pvalue)(*padded(gof_length(x.size))),
+            jax.vmap(lambda v, m: pl_compare(v, m, **fit_kw))(
+                *padded(bucket_length(x.size, min_length=FIT_BUCKET_MIN))
+            ),
+        )
         return jax.tree.map(lambda v: np.asarray(v)[0], jax.device_get(out))

@@ -35,9 +35,10 @@ from jaxtyping import Bool, Float, Int
 from rmtkit.core import validate
 from rmtkit.core.esd import compute_dtype, masked
 from rmtkit.core.powerlaw import (
+    CHUNK_ELEMENTS,
     EVALS_THRESH,
     XMIN_METHODS,
-    _fit_pl_compiled,
+    _fit_sorted,
     _sorted_valid,
 )
 from rmtkit.core.tpl import _newton, log_upper_gamma
@@ -84,30 +85,44 @@ class _Observed(NamedTuple):
 
 
 def _fit_options(xmin, xmin_method, xmin_max, thresh) -> dict:
-    """The :func:`fit_pl` options the tests share (checked), as keywords of its compiled body."""
+    """The :func:`fit_pl` options the tests share (checked): the xmin rule and the threshold
+    (no ``xmax``, no fingers, no confidence interval)."""
     validate.choice(xmin_method, "xmin_method", XMIN_METHODS)
     validate.finite_positive(xmin_max, "xmin_max")
     validate.positive(thresh, "thresh", allow_zero=True)
     return dict(
         xmin_method=xmin_method,
         xmin_max=None if xmin_max is None else float(xmin_max),
-        force=False,
-        drop=0,
-        fix_fingers=None,
-        max_fingers=10,
-        finger_thresh=1.0,
         thresh=float(thresh),
-        ci=None,
     )
 
 
-def _observed(x, m, xmin, opts, chunk=None) -> _Observed:
-    """The :func:`fit_pl` fit of ``(x, m)`` and the sorted data it was made on."""
-    kw = dict(opts) if chunk is None else dict(opts, chunk=chunk)
-    fit = _fit_pl_compiled(x, m, xmin, **kw)
-    xs, n, _ = _sorted_valid(x, m, opts["thresh"])
-    start = n - fit.num_pl_spikes
-    return _Observed(xs, n, start, fit)
+def _fit_sorted_kw(opts: dict, xmin, chunk: int = CHUNK_ELEMENTS) -> dict:
+    """Keywords of :func:`rmtkit.core.powerlaw._fit_sorted` for the options ``opts``, KS tiles
+    of ``chunk`` pairs (speed only: the results do not depend on it)."""
+    return dict(
+        xmin=xmin,
+        xmin_method=opts["xmin_method"],
+        xmin_max=opts["xmin_max"],
+        force=False,
+        ci=None,
+        chunk=chunk,
+    )
+
+
+def _boot_chunk(length: int) -> int:
+    """Candidate x data pairs per tile of a replicate's KS scan (:data:`BOOT_CHUNK`; the whole
+    square for spectra of at most 256 values): tiles that stay in cache while
+    :data:`BOOT_BATCH` fits run side by side."""
+    return length * length if length <= 256 else max(BOOT_CHUNK, BOOT_MIN_ROWS * length)
+
+
+def _observed(x, m, xmin, opts: dict) -> _Observed:
+    """The :func:`fit_pl` fit of ``(x, m)`` (its body: sort, then :func:`_fit_sorted`) and
+    the sorted data it was made on."""
+    xs, n, bad = _sorted_valid(x, m, opts["thresh"])
+    fit = _fit_sorted(xs, n, bad, **_fit_sorted_kw(opts, xmin))
+    return _Observed(xs, n, n - fit.num_pl_spikes, fit)
 
 
 def _tail_ok(obs: _Observed) -> Array:
@@ -143,26 +158,59 @@ class PowerLawPValue(NamedTuple):
     ok: Bool[Array, ""]
 
 
-def _synthetic(key, obs: _Observed) -> tuple[Array, Array]:
-    r"""One semi-parametric bootstrap sample of ``obs`` (CSN §4.1), at the padded length.
+def _sorted_uniforms(spacings: Array, run: Array, last: Array) -> Array:
+    r"""The order statistics of :math:`m` independent U(0, 1) draws, ascending, at the
+    :math:`m` consecutive positions where ``run`` is True (other positions: unused). With
+    :math:`E_1, \dots, E_{m+1}` independent Exp(1) (``spacings`` on the run, then ``last``),
+
+    .. math:: U_{(k)} = \frac{E_1 + \dots + E_k}{E_1 + \dots + E_{m+1}}, \qquad k = 1..m,
+
+    have the joint law of the sorted uniforms (Rényi's representation), in O(m), with no
+    sort. Kept below 1 (rounding), so a transform by :math:`-\ln(1 - u)` stays finite."""
+    sums = jnp.cumsum(jnp.where(run, spacings, 0.0))
+    below_one = jnp.nextafter(jnp.ones((), sums.dtype), jnp.zeros((), sums.dtype))
+    return jnp.minimum(sums / (sums[-1] + last), below_one)
+
+
+def _sorted_synthetic(key, obs: _Observed) -> tuple[Array, Array]:
+    r"""One semi-parametric bootstrap sample of ``obs`` (CSN §4.1), drawn in ascending order,
+    at the padded length; returns ``(sample, bad)``.
 
     Each of the :math:`n` values is, with probability :math:`n_{\rm tail}/n`, a power-law
     draw :math:`x_{\min}(1-u)^{-1/(\alpha-1)}`, :math:`u \sim U[0, 1)`, and otherwise one of
-    the :math:`n - n_{\rm tail}` data below :math:`x_{\min}`, drawn uniformly. Padding (1.0,
-    masked) follows, as in the observed spectrum.
+    the :math:`n - n_{\rm tail}` data below :math:`x_{\min}`, drawn uniformly (index
+    :math:`\lfloor u\,(n - n_{\rm tail})\rfloor`). The sample is made sorted, as the fit
+    needs it: :math:`K` (binomial: a Bernoulli draw per value, from 32 random bits) values come
+    from the power law, the other :math:`n - K` from the data; both maps are increasing in
+    :math:`u` and every datum below :math:`x_{\min}` is below every power-law draw, so the
+    sorted sample is the :math:`n - K` data at the order statistics of :math:`n - K` uniforms,
+    then the power law at those of :math:`K` (:func:`_sorted_uniforms`, on disjoint runs of one
+    array of exponential spacings): the law of the sorted i.i.d. sample, without its sort.
+    Padding (1.0) follows. ``bad``: a draw overflowed (an alpha so close to 1 that the power
+    law exceeds the float range), which fails the refit, as an infinite datum fails
+    :func:`rmtkit.fit_pl`.
     """
-    k_which, k_pl, k_below = jax.random.split(key, 3)
+    k_which, k_spacings, k_last = jax.random.split(key, 3)
     length = obs.x.shape[0]
     dtype = obs.x.dtype
-    n_f = obs.n.astype(dtype)
-    n_tail = (obs.n - obs.start).astype(dtype)
-    from_pl = jax.random.uniform(k_which, (length,), dtype) * n_f < n_tail
-    u = jax.random.uniform(k_pl, (length,), dtype)
-    pl = obs.fit.xmin * jnp.exp(-jnp.log1p(-u) / (obs.fit.alpha - 1.0))
-    below = obs.x[jax.random.randint(k_below, (length,), 0, jnp.maximum(obs.start, 1))]
-    sample = jnp.where(from_pl | (obs.start == 0), pl, below)
-    mask = jnp.arange(length) < obs.n
-    return jnp.where(mask, sample, 1.0), mask
+    position = jnp.arange(length)
+    # P(bits < threshold) = floor(2^32 n_tail / n) / 2^32: n_tail / n to 2^-32
+    share = (obs.n - obs.start).astype(dtype) / jnp.maximum(obs.n, 1).astype(dtype)
+    top = jnp.nextafter(jnp.asarray(2.0**32, dtype), jnp.zeros((), dtype))  # below 2^32
+    threshold = jnp.floor(jnp.minimum(share * 2.0**32, top)).astype(jnp.uint32)
+    bits = jax.random.bits(k_which, (length,), jnp.uint32)
+    from_pl = (bits < threshold) & (position < obs.n)
+    n_below = jnp.where(obs.start == 0, 0, obs.n - jnp.sum(from_pl))
+    spacings = jax.random.exponential(k_spacings, (length,), dtype)
+    last = jax.random.exponential(k_last, (2,), dtype)
+    below_run = position < n_below
+    u_below = _sorted_uniforms(spacings, below_run, last[0])
+    u_pl = _sorted_uniforms(spacings, ~below_run & (position < obs.n), last[1])
+    n_data = jnp.maximum(obs.start, 1)
+    below = obs.x[jnp.minimum(jnp.floor(u_below * n_data).astype(position.dtype), n_data - 1)]
+    pl = obs.fit.xmin * jnp.exp(-jnp.log1p(-u_pl) / (obs.fit.alpha - 1.0))
+    sample = jnp.where(below_run, below, jnp.where(position < obs.n, pl, 1.0))
+    return sample, jnp.any(~jnp.isfinite(sample))
 
 
 def pl_pvalue(
@@ -191,8 +239,9 @@ def pl_pvalue(
 
     :math:`B` the replicates whose fit succeeded. CSN rule the power law out when
     :math:`p \le 0.1`; the p-value is uniform on [0, 1] when the tail is a power law, and
-    ``n_boot`` = 2500 gives it to :math:`\pm 0.01`. All replicates are refitted in one
-    compiled kernel (:data:`BOOT_BATCH` ``vmap``-ed fits at a time).
+    ``n_boot`` = 2500 gives it to :math:`\pm 0.01`. Each sample is drawn in ascending order
+    (the same law; its refit skips the sort), and all replicates are refitted in one compiled
+    kernel (:data:`BOOT_BATCH` ``vmap``-ed fits at a time).
 
     Parameters
     ----------
@@ -244,56 +293,36 @@ def pl_pvalue(
 
 @functools.partial(jax.jit, static_argnames=("n_boot", "opts"))
 def _pl_pvalue(x, m, key, xmin, *, n_boot, opts) -> PowerLawPValue:
-    """The bootstrap as one ``lax.scan`` over batches of :data:`BOOT_BATCH` fits, so the fit
-    is compiled once (compiling :func:`fit_pl` costs seconds): step 0 fits the data itself
-    (every row of its batch), each later step refits a batch of synthetic samples drawn from
-    that fit, carried along."""
     opts = dict(opts)
-    xs, n, _ = _sorted_valid(x, m, opts["thresh"])
+    return _pvalue(_observed(x, m, xmin, opts), key, xmin, n_boot=n_boot, opts=opts)
+
+
+def _pvalue(obs: _Observed, key, xmin, *, n_boot: int, opts: dict) -> PowerLawPValue:
+    """The bootstrap of the observed fit ``obs``: ``jax.lax.map`` over batches of
+    :data:`BOOT_BATCH` ``vmap``-ed replicates, each a sorted synthetic sample
+    (:func:`_sorted_synthetic`) refitted by the body of :func:`fit_pl` (without its sort)."""
     batch = min(BOOT_BATCH, n_boot)
     steps = -(-n_boot // batch)
-    # replicate b draws from fold_in(key, b) (so a shorter run is a prefix of a longer one);
-    # the last batch is padded with replicates dropped below; step 0's keys are not used
-    index = jnp.concatenate([jnp.zeros(batch, jnp.int32), jnp.arange(steps * batch)])
-    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(index).reshape(steps + 1, batch)
-    length = x.shape[0]
-    chunk = length * length if length <= 256 else max(BOOT_CHUNK, BOOT_MIN_ROWS * length)
+    # replicate b draws from fold_in(key, b), so a shorter run is a prefix of a longer one;
+    # the last batch is padded with replicates dropped below
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(steps * batch))
+    fit_kw = _fit_sorted_kw(opts, xmin, _boot_chunk(obs.x.shape[0]))
 
-    def fit_batch(samples, masks):
-        return jax.vmap(lambda e, k: _fit_pl_compiled(e, k, xmin, **opts, chunk=chunk))(
-            samples, masks
-        )
+    def replicate(k):
+        sample, bad = _sorted_synthetic(k, obs)
+        return _fit_sorted(sample, obs.n, bad, **fit_kw).D
 
-    def step(carry, inputs):
-        first, step_keys = inputs
-        obs = _Observed(xs, n, n - carry.num_pl_spikes, carry)
-        synth, synth_mask = jax.vmap(lambda k: _synthetic(k, obs))(step_keys)
-        samples = jnp.where(first, jnp.broadcast_to(x, synth.shape), synth)
-        masks = jnp.where(first, jnp.broadcast_to(m, synth_mask.shape), synth_mask)
-        fits = fit_batch(samples, masks)
-        carry = jax.tree.map(lambda old, new: jnp.where(first, new[0], old), carry, fits)
-        return carry, fits.D
-
-    init = jax.tree.map(
-        lambda a: jnp.zeros(a.shape[1:], a.dtype),
-        jax.eval_shape(
-            fit_batch,
-            jnp.broadcast_to(x, (batch,) + x.shape),
-            jnp.broadcast_to(m, (batch,) + m.shape),
-        ),
-    )
-    first = jnp.arange(steps + 1) == 0
-    fit, ds = jax.lax.scan(step, init, (first, keys))
-    d_boot = ds[1:].reshape(-1)[:n_boot]
-    obs = _Observed(xs, n, n - fit.num_pl_spikes, fit)
+    ds = jax.lax.map(jax.vmap(replicate), keys.reshape(steps, batch))
+    d_boot = ds.reshape(-1)[:n_boot]
+    fit = obs.fit
     ok = _tail_ok(obs)
     valid = jnp.isfinite(d_boot) & ok
     b = jnp.sum(valid)
-    b_f = jnp.maximum(b, 1).astype(x.dtype)
+    b_f = jnp.maximum(b, 1).astype(obs.x.dtype)
     p = jnp.sum(valid & (d_boot >= fit.D)) / b_f
     se = jnp.sqrt(p * (1.0 - p) / b_f)
     good = ok & (b > 0)
-    nan = jnp.asarray(jnp.nan, x.dtype)
+    nan = jnp.asarray(jnp.nan, obs.x.dtype)
     return PowerLawPValue(
         p_value=jnp.where(good, p, nan),
         se=jnp.where(good, se, nan),
@@ -614,7 +643,12 @@ def pl_compare(
 
 @functools.partial(jax.jit, static_argnames=("opts",))
 def _pl_compare(x, m, xmin, *, opts) -> PowerLawComparison:
-    obs = _observed(x, m, xmin, dict(opts))
+    return _compare(_observed(x, m, xmin, dict(opts)))
+
+
+def _compare(obs: _Observed) -> PowerLawComparison:
+    """The tests of :func:`pl_compare` on the tail of the observed fit ``obs``."""
+    x = obs.x
     ok = _tail_ok(obs)
     rank = jnp.arange(obs.x.shape[0])
     on = (rank >= obs.start) & (rank < obs.n) & ok

@@ -453,6 +453,15 @@ def _assemble(
     )
 
 
+def _fit_sorted(x, n, bad, *, ci, **fit_kw) -> PowerLawFit:
+    """One fit (no fingers) of data already prepared by :func:`_sorted_valid`: ``x`` ascending
+    with ``n`` values, then padding; ``bad`` makes every field NaN. ``fit_kw``: the options
+    of :func:`_one_fit`. The body of :func:`fit_pl`, shared with the bootstrap of
+    :func:`rmtkit.pl_pvalue`, which draws its samples in order."""
+    i, alpha, ks = _one_fit(x, n, **fit_kw)
+    return _assemble(x, n, i, alpha, ks, ci=ci, bad=bad)
+
+
 def _fix_fingers(x, n, first_alpha, fit_kw, *, max_fingers: int, finger_thresh: float):
     """WW's ``fit_clipped_powerlaw``: refit without the top k = 2 .. max_fingers-1 values.
 
@@ -610,9 +619,9 @@ def _fit_pl_compiled(
         too_many = drop > n // 2
         n = jnp.where(too_many, 0, n - drop)
     fit_kw = dict(xmin=xmin, xmin_method=xmin_method, xmin_max=xmin_max, force=force, chunk=chunk)
-    i, alpha, ks = _one_fit(x, n, **fit_kw)
     if fix_fingers is None:
-        return _assemble(x, n, i, alpha, ks, ci=ci, bad=bad)
+        return _fit_sorted(x, n, bad, ci=ci, **fit_kw)
+    i, alpha, ks = _one_fit(x, n, **fit_kw)
     k, i2, alpha2, ks2, take = _fix_fingers(
         x, n, alpha, fit_kw, max_fingers=max_fingers, finger_thresh=finger_thresh
     )

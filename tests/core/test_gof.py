@@ -55,6 +55,26 @@ def test_pvalue_uses_the_fit_pl_fit_and_its_search():
     assert float(res.se) == pytest.approx(np.sqrt(p * (1 - p) / B), rel=1e-12)
 
 
+def rebuilt_sample(key, xs, start, xmin, alpha):
+    """The synthetic sample of replicate ``key`` as rmtkit.pl_pvalue documents it, in numpy:
+    K ~ Binomial(n, n_tail / n) power-law values (a draw of 32 random bits per value), the
+    other n - K data below xmin drawn uniformly, each part at the order statistics of its
+    uniforms (Rényi: partial sums of exponential spacings, one array, disjoint runs), so the
+    sample is already sorted."""
+    k_which, k_spacings, k_last = jax.random.split(key, 3)
+    n = xs.size
+    threshold = np.floor((n - start) / n * 2.0**32)
+    n_pl = int(np.sum(np.asarray(jax.random.bits(k_which, (n,), jnp.uint32)) < threshold))
+    spacings = np.asarray(jax.random.exponential(k_spacings, (n,)))
+    last = np.asarray(jax.random.exponential(k_last, (2,)))
+    below, tail = np.cumsum(spacings[: n - n_pl]), np.cumsum(spacings[n - n_pl :])
+    u_below, u_pl = below / (below[-1] + last[0]), tail / (tail[-1] + last[1])
+    sample = np.concatenate(
+        [xs[np.floor(u_below * start).astype(int)], xmin * (1.0 - u_pl) ** (-1.0 / (alpha - 1.0))]
+    )
+    return sample, n_pl
+
+
 def test_replicates_are_refits_of_semiparametric_samples():
     # each synthetic D is the KS distance of fit_pl on a sample drawn as CSN §4.1 says: the
     # replicate fits equal fit_pl on the samples rebuilt here from the same key
@@ -65,15 +85,38 @@ def test_replicates_are_refits_of_semiparametric_samples():
     xs = np.sort(x)
     start = xs.size - int(fit.num_pl_spikes)
     for b in range(3):
-        k_which, k_pl, k_below = jax.random.split(jax.random.fold_in(KEY, b), 3)
-        n = xs.size
-        from_pl = np.asarray(jax.random.uniform(k_which, (n,))) * n < (n - start)
-        u = np.asarray(jax.random.uniform(k_pl, (n,)))
-        pl = float(fit.xmin) * np.exp(-np.log1p(-u) / (float(fit.alpha) - 1.0))
-        below = xs[np.asarray(jax.random.randint(k_below, (n,), 0, max(start, 1)))]
-        sample = np.where(from_pl, pl, below)
-        assert 0 < from_pl.sum() < n
+        sample, n_pl = rebuilt_sample(
+            jax.random.fold_in(KEY, b), xs, start, float(fit.xmin), float(fit.alpha)
+        )
+        assert 0 < n_pl < xs.size and sample.size == xs.size
+        assert np.all(np.diff(sample) >= 0)  # drawn in order: the refit skips its sort
         assert float(res.D_boot[b]) == pytest.approx(float(rmtkit.fit_pl(sample).D), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_sorted_synthetic_samples_have_the_semiparametric_law():
+    # the samples are drawn sorted (order statistics), so check their law against CSN's
+    # value-by-value recipe: K ~ Binomial(n, n_tail / n) power-law values, the others uniform
+    # over the data below xmin, the power-law values Pareto(alpha, xmin)
+    x = np.sort(pareto(np.random.default_rng(1), 60, 2.5, xmin=3.0))
+    x = np.concatenate([np.random.default_rng(2).uniform(0.5, 3.0, N - 60), x])
+    fit = rmtkit.fit_pl(x)
+    xs = np.sort(x)
+    n, start = xs.size, xs.size - int(fit.num_pl_spikes)
+    xmin, alpha = float(fit.xmin), float(fit.alpha)
+    counts, tail, below = [], [], np.zeros(start)
+    for b in range(300):
+        sample, n_pl = rebuilt_sample(jax.random.fold_in(KEY, b), xs, start, xmin, alpha)
+        counts.append(n_pl)
+        tail.append(sample[n - n_pl :])
+        index, seen = np.unique(np.searchsorted(xs, sample[: n - n_pl]), return_counts=True)
+        below[index] += seen
+    p_tail = (n - start) / n
+    assert stats.binomtest(int(np.sum(counts)), 300 * n, p_tail).pvalue > 1e-3
+    tail = np.concatenate(tail)
+    assert np.all(tail >= xmin)
+    assert stats.kstest(tail, stats.pareto(alpha - 1.0, scale=xmin).cdf).pvalue > 1e-3
+    assert stats.chisquare(below).pvalue > 1e-3  # every datum below xmin equally likely
 
 
 def test_the_key_decides():
@@ -393,3 +436,19 @@ def test_nan_data_gives_no_pvalue():
     x2 = pareto(np.random.default_rng(98), N_CMP, 2.5)
     x2[3] = np.nan
     assert np.isnan(float(compare_at(x2).R_exponential))
+
+
+def test_an_overflowing_synthetic_draw_fails_its_replicate():
+    # alpha so close to 1 that xmin (1 - u)^(-1/(alpha-1)) leaves the float range: the sample
+    # is flagged bad, as an infinite datum fails fit_pl, so the replicate is NaN, not a D
+    from rmtkit.core import gof
+
+    x = jnp.asarray(np.sort(pareto(np.random.default_rng(6), 50, 2.0)))
+    fit = rmtkit.fit_pl(x, xmin=float(x[0]))
+    obs = gof._Observed(
+        x, jnp.asarray(50), jnp.asarray(0), fit._replace(alpha=fit.alpha * 0 + 1.0001)
+    )
+    sample, bad = gof._sorted_synthetic(KEY, obs)
+    assert bool(bad) and not np.all(np.isfinite(np.asarray(sample)))
+    sample, bad = gof._sorted_synthetic(KEY, obs._replace(fit=fit))
+    assert not bool(bad) and np.all(np.diff(np.asarray(sample)) >= 0)

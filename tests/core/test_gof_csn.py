@@ -80,7 +80,7 @@ RECORDED = json.loads((HERE / "csn_bootstrap.json").read_text())
 
 @pytest.mark.parametrize("name", sorted(RECORDED["runs"]))
 def test_table_6_1_recorded_pvalues(name):
-    # cities and flares take ~1 s per refit: their bootstrap is recorded by
+    # cities and flares take ~0.1 s per refit: their bootstrap is recorded by
     # tests/reference/csn/make_csn_bootstrap.py (its first replicates are recomputed below)
     run = RECORDED["runs"][name]
     row = TABLES["table_6_1"][name]
