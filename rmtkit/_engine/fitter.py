@@ -130,8 +130,9 @@ def _warm_up(length: int, size: int, opts: KernelOptions, randomized: bool) -> N
         run_kernels(opts, *_padded_inputs([], length, size), rand)
 
 
-#: goodness-of-fit kernels (kind, options, length) this process has made ready already
-_GOF_WARMED: set = set()
+#: kernels (kind, length, ...) this process has made ready already: a kernel stays loaded once
+#: its warm-up has run, so later analyses do not warm it up again
+_WARMED: set = set()
 
 
 def _warm_up_gof(what: str, opts: KernelOptions, length: int) -> None:
@@ -155,14 +156,14 @@ class Fitter:
 
     def _prepare_gof(self, row: Row, length: int) -> None:
         """With ``gof``: start making the goodness-of-fit kernels of a tested row ready in the
-        background, two at a time (compiling them takes seconds each; once per kernel and
-        length): the comparison at the fit bucket ``length``, the bootstrap at its own."""
+        background, two at a time (compiling them takes seconds each; once per kernel, length
+        and process): the comparison at the fit bucket ``length``, the bootstrap at its own."""
         if not self.opts.gof or row.warning:
             return
         for what, size in (("compare", length), ("bootstrap", gof_length(row.evals.size))):
-            warmed = (what, self.opts.gof_only(), size)
-            if (what, size) not in self.gof_ready and warmed not in _GOF_WARMED:
-                _GOF_WARMED.add(warmed)  # loaded for good once its warm-up has run
+            warmed = (what, size, self.opts.gof_only())
+            if (what, size) not in self.gof_ready and warmed not in _WARMED:
+                _WARMED.add(warmed)
                 if self.gof_pool is None:
                     self.gof_pool = ThreadPoolExecutor(
                         max_workers=2, thread_name_prefix="rmtkit-gof-kernels"
@@ -172,9 +173,12 @@ class Fitter:
                 )
 
     def _prepare(self, length: int, randomized: bool) -> None:
-        """Start making the kernels of a bucket ready in the background (once per bucket)."""
-        if (length, randomized) in self.ready:
+        """Start making the kernels of a bucket ready in the background (once per bucket and
+        process: a later analysis finds them loaded)."""
+        warmed = ("fit", length, randomized, self.opts)
+        if (length, randomized) in self.ready or warmed in _WARMED:
             return
+        _WARMED.add(warmed)
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmtkit-kernels")
         self.ready[(length, randomized)] = self.pool.submit(
