@@ -54,6 +54,7 @@ from rmtkit.core.esd import (
 
 __all__ = [
     "GRAM_FLOOR",
+    "LARGE_GRAM",
     "SVD_BELOW",
     "TWO_STAGE_FROM",
     "eigvalsh64",
@@ -131,6 +132,9 @@ def svd_evals(a: np.ndarray) -> np.ndarray:
 
 #: Gram matrices at least this large use the two-stage eigensolver (:func:`eigvalsh64`)
 TWO_STAGE_FROM = 2048
+#: a model with a Gram matrix at least this large runs its layers on fewer workers with more
+#: BLAS threads each (:func:`rmtkit._engine.executor.layer_workers`)
+LARGE_GRAM = 4096
 #: LAPACKE's ``matrix_layout`` for column-major storage: a C-ordered symmetric matrix is its
 #: own column-major transpose, so LAPACKE works on it in place (row-major would copy it)
 _COL_MAJOR = 102

@@ -3,9 +3,12 @@
 Each layer's work -- plan its rows, read ``W``, check it, compute its spectra (and randomize it),
 drop ``W`` -- is one task (:func:`layer_rows`), run on local threads
 (:func:`rmtkit._engine.executor.ordered_map`: ``$RMTKIT_THREADS``, default all cores, one BLAS
-thread each, the layers in flight bounded by ``$RMTKIT_MEMORY``, default twice the largest
-layer and at least 512 MiB) or, for dask-backed weights with a ``dask.distributed`` client
-active, as one task per layer on the cluster's workers
+thread each, or one worker per two cores for layers with a Gram side from
+:data:`rmtkit._engine.host.LARGE_GRAM`, never more workers than layers
+(:func:`rmtkit._engine.executor.layer_workers`); the layers in flight bounded by
+``$RMTKIT_MEMORY``, default twice the largest layer and at least 512 MiB) or, for dask-backed
+weights with a ``dask.distributed`` client active, as one task per layer on the cluster's
+workers
 (:func:`rmtkit._engine.executor.dask_map`). Rows come back in layer order either way: the
 results never depend on the executor, the thread count or the scheduling.
 """
@@ -20,11 +23,12 @@ import xarray as xr
 from rmtkit._engine.executor import (
     dask_client,
     dask_map,
+    layer_workers,
     linalg_one_at_a_time,
     memory_budget,
     ordered_map,
 )
-from rmtkit._engine.host import footprint
+from rmtkit._engine.host import LARGE_GRAM, footprint
 from rmtkit._engine.progress import Progress
 from rmtkit._engine.rows import Row
 from rmtkit._engine.spectra import inverse_spectrum
@@ -52,6 +56,12 @@ def _cost(item: tuple[str, xr.DataArray]) -> int:
     (:func:`rmtkit._engine.host.footprint`)."""
     w = item[1]
     return footprint(w.shape, w.dtype.itemsize) if w.ndim >= 2 else 0
+
+
+def _gram_side(chosen: list[tuple[str, xr.DataArray]]) -> int:
+    """The largest Gram matrix side among the layers: ``min(W.shape[:2])`` (the smaller side
+    of a slice ``W[:, :, i(, j)]``)."""
+    return max((min(w.shape[:2]) for _, w in chosen if w.ndim >= 2), default=0)
 
 
 def layer_rows(
@@ -169,6 +179,7 @@ def collect(
         results = ordered_map(
             functools.partial(layer_rows, **options),
             chosen,
+            workers=layer_workers(len(chosen), large=_gram_side(chosen) >= LARGE_GRAM),
             cost=_cost,
             budget=memory_budget(largest),
         )

@@ -293,6 +293,8 @@ def pl_pvalue(
 
 @functools.partial(jax.jit, static_argnames=("n_boot", "opts"))
 def _pl_pvalue(x, m, key, xmin, *, n_boot, opts) -> PowerLawPValue:
+    """:func:`pl_pvalue` on validated inputs, compiled once per shape, ``n_boot`` and options:
+    the observed fit, then its bootstrap (:func:`_pvalue`)."""
     opts = dict(opts)
     return _pvalue(_observed(x, m, xmin, opts), key, xmin, n_boot=n_boot, opts=opts)
 

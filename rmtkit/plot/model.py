@@ -8,6 +8,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 import rmtkit
 from rmtkit.errors import FITTED_WARNINGS, InvalidArgumentError
@@ -160,6 +161,7 @@ def plot_correlation_flow(
         ax.axhline(ALPHA_LOW, color="C3", ls="--", lw=1, label="α = 2 (over-trained below)")
         ax.axhline(ALPHA_HIGH, color="C1", ls="--", lw=1, label="α = 6 (under-trained above)")
     ax.set_xlabel("layer_id")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layer ids: no tick at 0.5
     ax.set_ylabel(metric)
     ax.set_title(f"Correlation flow: {metric} by layer" if title is None else title)
     ax.legend(loc="best", fontsize="small")

@@ -100,6 +100,25 @@ def test_worker_count_reads_the_environment(monkeypatch, env, expected):
     assert _exec.worker_count() == (expected or len(os.sched_getaffinity(0)))
 
 
+def test_layer_workers(monkeypatch):
+    # at most one worker per layer; large layers: one worker per two cores, unless the count
+    # is set explicitly (then it is the user's, capped by the layers only)
+    monkeypatch.delenv(_exec.THREADS_ENV, raising=False)
+    monkeypatch.setattr(_exec, "worker_count", lambda: 8)
+    assert _exec.layer_workers(100) == 8
+    assert _exec.layer_workers(3) == 3
+    assert _exec.layer_workers(1, large=True) == 1
+    assert _exec.layer_workers(100, large=True) == 8 // _exec.CORES_PER_LARGE_LAYER
+    monkeypatch.setattr(_exec, "worker_count", lambda: 1)
+    assert _exec.layer_workers(100, large=True) == 1
+    monkeypatch.setattr(_exec, "worker_count", lambda: 8)
+    with _exec.local_workers(8):
+        assert _exec.layer_workers(100, large=True) == 8
+    monkeypatch.setenv(_exec.THREADS_ENV, "6")
+    assert _exec.layer_workers(100, large=True) == 8  # set: not halved (count patched to 8)
+    assert _exec.layer_workers(2, large=True) == 2
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [("2G", 2 << 30), ("512M", 512 << 20), ("1000", 1000), ("", _exec.MEMORY_BUDGET)],

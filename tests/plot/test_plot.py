@@ -225,6 +225,13 @@ def test_plot_correlation_flow_one_model(tmp_path):
     assert sorted(offsets[:, 1]) == pytest.approx(sorted(details.alpha.values))
 
 
+def test_plot_correlation_flow_ticks_are_layer_ids():
+    # five layers: matplotlib's default locator would put ticks at 0, 0.5, 1, ...
+    fig = plot.plot_correlation_flow(details_of([2.5, 3.0, 4.2, 5.1, 3.3]))
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) >= 2 and np.array_equal(ticks, np.round(ticks))
+
+
 def test_plot_correlation_flow_one_series_per_model_and_epoch(tmp_path):
     fig = plot.plot_correlation_flow(two_models(), savefig=tmp_path / "cf.png")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
