@@ -71,32 +71,28 @@ def local_workers(n: int):
         _override.workers = before
 
 
-def worker_count() -> int:
-    """Local worker threads: :func:`local_workers` inside its block, ``$RMTKIT_THREADS`` if set
-    (>= 1), else the usable CPU count."""
+def _set_count() -> int | None:
+    """The worker count set explicitly: :func:`local_workers` inside its block, else
+    ``$RMTKIT_THREADS`` (at least 1); None when neither is set."""
     forced = getattr(_override, "workers", None)
     if forced is not None:
         return forced
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            pass
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, "").strip()))
+    except ValueError:  # unset, empty or not a number
+        return None
+
+
+def worker_count() -> int:
+    """Local worker threads: :func:`local_workers` inside its block, ``$RMTKIT_THREADS`` if set
+    (>= 1), else the usable CPU count."""
+    forced = _set_count()
+    if forced is not None:
+        return forced
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _count_is_set() -> bool:
-    """Whether the worker count is set explicitly (:func:`local_workers`, ``$RMTKIT_THREADS``)."""
-    if getattr(_override, "workers", None) is not None:
-        return True
-    try:
-        return int(os.environ.get(THREADS_ENV, "").strip()) >= 1
-    except ValueError:
-        return False
 
 
 #: cores (BLAS threads) per worker for models with large layers (:func:`layer_workers`)
@@ -112,7 +108,7 @@ def layer_workers(layers: int, *, large: bool = False) -> int:
     took 54 s against 63 s for two with one (memory-bound Gram products and eigensolver
     stages contend), at 1.2 GB peak instead of 1.8 GB."""
     workers = worker_count()
-    if large and not _count_is_set():
+    if large and _set_count() is None:
         workers = max(1, workers // CORES_PER_LARGE_LAYER)
     return max(1, min(workers, int(layers)))
 

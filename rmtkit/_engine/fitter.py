@@ -162,7 +162,7 @@ class Fitter:
             return
         for what, size in (("compare", length), ("bootstrap", gof_length(row.evals.size))):
             warmed = (what, size, self.opts.gof_only())
-            if (what, size) not in self.gof_ready and warmed not in _WARMED:
+            if warmed not in _WARMED:
                 _WARMED.add(warmed)
                 if self.gof_pool is None:
                     self.gof_pool = ThreadPoolExecutor(
@@ -176,7 +176,7 @@ class Fitter:
         """Start making the kernels of a bucket ready in the background (once per bucket and
         process: a later analysis finds them loaded)."""
         warmed = ("fit", length, randomized, self.opts)
-        if (length, randomized) in self.ready or warmed in _WARMED:
+        if warmed in _WARMED:
             return
         _WARMED.add(warmed)
         if self.pool is None:

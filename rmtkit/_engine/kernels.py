@@ -37,6 +37,7 @@ from rmtkit.core.traps import rand_distance
 
 __all__ = [
     "ALPHA_METRIC_VARS",
+    "COMPARE_VARS",
     "DETX_VARS",
     "FINGER_VARS",
     "FIT_BUCKET_MIN",
@@ -100,10 +101,8 @@ RAND_VARS = (
 MP_VARS = ("sigma_mp", "bulk_min", "bulk_max", "num_spikes", "mp_softrank", "W_scale")
 #: ``detx=True``
 DETX_VARS = ("detX_num", "detX_val")
-#: ``gof=True``: the CSN p-value of the power law and the likelihood ratios (docs/math.md §12)
-GOF_VARS = (
-    "pl_pvalue",
-    "pl_pvalue_se",
+#: ``gof=True``: the likelihood ratios of :func:`rmtkit.pl_compare` (docs/math.md §12) ...
+COMPARE_VARS = (
     "R_lognormal",
     "p_lognormal",
     "R_exponential",
@@ -113,6 +112,8 @@ GOF_VARS = (
     "R_tpl",
     "p_tpl",
 )
+#: ... and, first, the CSN p-value of the power law and its Monte-Carlo error
+GOF_VARS = ("pl_pvalue", "pl_pvalue_se") + COMPARE_VARS
 #: ``spacing=True``: level spacing of the bulk (docs/math.md §11.2)
 SPACING_VARS = ("mean_spacing_ratio", "spacing_ks_wigner", "spacing_ks_poisson")
 
@@ -142,6 +143,11 @@ class KernelOptions:
         return replace(
             self, mp_fit=False, detx=False, spacing=False, gof=False, n_boot=0, key_impl=""
         )
+
+    def compare_only(self) -> "KernelOptions":
+        """The options the comparison kernel of the goodness of fit depends on (its cache
+        key): the xmin rule."""
+        return KernelOptions(xmin_method=self.xmin_method, xmin_max=self.xmin_max, gof=True)
 
     def gof_only(self) -> "KernelOptions":
         """The options the goodness-of-fit kernel depends on (its cache key)."""
@@ -298,7 +304,7 @@ def _compare_row(evals, mask, opts: KernelOptions) -> dict:
     """The likelihood-ratio tests of one row's power law (docs/math.md §12):
     :func:`rmtkit.pl_compare` with the fit's xmin options."""
     c = pl_compare(evals, mask, xmin_method=opts.xmin_method, xmin_max=opts.xmin_max)
-    return _as_f64({name: getattr(c, name) for name in GOF_VARS[2:]})
+    return _as_f64({name: getattr(c, name) for name in COMPARE_VARS})
 
 
 def _spacing_row(evals, mask, xmin) -> dict:
@@ -375,18 +381,13 @@ def gof_length(size: int) -> int:
     return bucket_length(size, min_length=GOF_BUCKET_MIN)
 
 
-def _compare_options(opts: KernelOptions) -> KernelOptions:
-    """The options the comparison kernel depends on (its cache key): the xmin rule."""
-    return KernelOptions(xmin_method=opts.xmin_method, xmin_max=opts.xmin_max, gof=True)
-
-
 def warm_up_gof(what: str, opts: KernelOptions, length: int) -> None:
     """Load (or compile and store) the ``"compare"`` or ``"bootstrap"`` kernel of
     :func:`run_gof` at ``length``, without running it (a bootstrap on padding would still
     refit ``n_boot`` samples)."""
     evals, mask = np.ones((1, length)), np.zeros((1, length), bool)
     if what == "compare":
-        _stored(what, _compare_options(opts), evals, mask)
+        _stored(what, opts.compare_only(), evals, mask)
     else:
         key = jax.random.key_data(jax.random.key(0, impl=opts.key_impl))
         _stored(what, opts.gof_only(), evals, mask, np.asarray(key)[None])
@@ -399,7 +400,7 @@ def run_gof(opts: KernelOptions, evals, mask, keys) -> dict:
     is refitted ``n_boot`` times at a longer length, or for padding rows). ``keys`` are the
     rows' key data (``jax.random.key_data``). Host arrays by variable name
     (:data:`GOF_VARS`)."""
-    compare_opts = _compare_options(opts)
+    compare_opts = opts.compare_only()
     parts = []
     for row in range(evals.shape[0]):
         length = gof_length(int(np.sum(mask[row])))
